@@ -1,0 +1,83 @@
+"""Paged attention backends: the one dispatch point for how attention runs on a target.
+
+Every backend writes the step's new K/V into the paged cache in place, then attends each query
+to the keys of its own sequence up to its own position. The model calls `backend(...)` and
+never branches on the device.
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from runtime.attention_metadata import AttentionMetadata
+
+
+class AttentionBackend(Protocol):
+    def __call__(
+        self,
+        q: torch.Tensor,         # [B, Q, Hq, D]
+        k: torch.Tensor,         # [B, Q, Hkv, D]
+        v: torch.Tensor,         # [B, Q, Hkv, D]
+        kv_layer: torch.Tensor,  # [2, num_blocks, block_size, Hkv, D], written in place
+        positions: torch.Tensor,  # [B, Q]
+        md: AttentionMetadata,
+        scale: float,
+        sliding_window: int | None,
+    ) -> torch.Tensor: ...      # [B, Q, Hq, D]
+
+
+def write_kv(kv_layer: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+    """Scatter the step's K/V into their cache slots (padding goes to the null block's slot 0)."""
+    num_kv_heads, head_dim = kv_layer.shape[-2:]
+    slots = slot_mapping.reshape(-1)                                    # [B*Q]
+    kv_layer[0].view(-1, num_kv_heads, head_dim).index_copy_(0, slots, k.reshape(-1, num_kv_heads, head_dim))
+    kv_layer[1].view(-1, num_kv_heads, head_dim).index_copy_(0, slots, v.reshape(-1, num_kv_heads, head_dim))
+
+
+def gather_context(kv_layer: torch.Tensor, block_tables: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sequence's keys and values, in position order: two [B, Hkv, M*block_size, D] tensors."""
+    batch, max_blocks = block_tables.shape
+    _, _, block_size, num_kv_heads, head_dim = kv_layer.shape
+    ctx = kv_layer[:, block_tables]                                     # [2, B, M, bs, Hkv, D]
+    ctx = ctx.reshape(2, batch, max_blocks * block_size, num_kv_heads, head_dim).transpose(2, 3)
+    return ctx[0], ctx[1]                                               # [B, Hkv, T, D] each
+
+
+def visibility_mask(positions: torch.Tensor, num_keys: int, sliding_window: int | None) -> torch.Tensor:
+    """[B, 1, Q, T] bool: key j is visible to the query at position p iff j <= p (and p - j < window)."""
+    key_pos = torch.arange(num_keys, device=positions.device)         # [T]
+    query_pos = positions.unsqueeze(-1)                                 # [B, Q, 1]
+    mask = key_pos <= query_pos                                         # [B, Q, T]
+    if sliding_window is not None:
+        mask = mask & (query_pos - key_pos < sliding_window)
+    return mask.unsqueeze(1)
+
+
+def sdpa_paged_attention(q, k, v, kv_layer, positions, md: AttentionMetadata, scale, sliding_window):
+    """CPU/CUDA backend: torch's scaled_dot_product_attention over the gathered context."""
+    write_kv(kv_layer, k, v, md.slot_mapping)
+    k_ctx, v_ctx = gather_context(kv_layer, md.block_tables)
+    mask = visibility_mask(positions, k_ctx.shape[2], sliding_window)
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k_ctx, v_ctx, attn_mask=mask, scale=scale,
+        enable_gqa=q.shape[2] != k.shape[2],
+    )                                                                   # [B, Hq, Q, D]
+    return out.transpose(1, 2)                                          # [B, Q, Hq, D]
+
+
+_BACKENDS: dict[str, Callable[..., torch.Tensor]] = {
+    "sdpa": sdpa_paged_attention,
+}
+
+
+def register_backend(name: str, fn: Callable[..., torch.Tensor]) -> None:
+    """Targets with their own fused attention (hpu: FusedSDPA) register it here."""
+    _BACKENDS[name] = fn
+
+
+def get_backend(name: str) -> Callable[..., torch.Tensor]:
+    if name not in _BACKENDS:
+        raise ValueError(f"attention backend {name!r} is unknown; available: {', '.join(sorted(_BACKENDS))}.")
+    return _BACKENDS[name]
