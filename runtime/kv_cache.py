@@ -168,7 +168,7 @@ class BlockManager:
 
     def _find_cached_blocks(self, seq: Sequence) -> list[int]:
         """Cached blocks matching the longest prefix of full blocks, leaving the last token uncached."""
-        if not self.enable_prefix_caching:
+        if not self.enable_prefix_caching or not seq.use_prefix_cache:
             return []
         max_blocks = (seq.num_tokens - 1) // self.block_size
         self._extend_hashes(seq, max_blocks)

@@ -39,6 +39,7 @@ class Sequence:
     block_hashes: list[bytes] = field(default_factory=list)
     finish_reason: str | None = None     # "stop", "length" or "abort" once finished
     stop_reason: int | str | None = None  # the stop token id or stop string that ended it, if any
+    use_prefix_cache: bool = True        # False: compute every prompt token (prompt logprobs need their logits)
     output_token_ids: list[int] = field(default_factory=list, init=False)
     all_token_ids: list[int] = field(init=False)  # prompt then output, the tokens the model computes over
 
