@@ -278,6 +278,13 @@ def _apply_top_k_top_p(
 ) -> torch.Tensor:
     """Keep each row's top_k tokens (0 = all) and its smallest set with mass >= top_p."""
     vocab_size = logits.shape[-1]
+    if top_p is None:  # top-k alone needs no full sort
+        is_off = (top_k <= 0) | (top_k >= vocab_size)  # [B]
+        k = torch.where(is_off, 1, top_k)  # [B]
+        top_values = logits.topk(int(k.max()), dim=-1).values  # [B, max_k] descending
+        kth_largest = top_values.gather(1, (k - 1).unsqueeze(1))  # [B, 1]
+        kth_largest = kth_largest.masked_fill(is_off.unsqueeze(1), float("-inf"))
+        return logits.masked_fill(logits < kth_largest, float("-inf"))
     sorted_logits, sorted_ids = logits.sort(dim=-1)  # [B, V] ascending
     if top_k is not None:
         k = torch.where(top_k <= 0, vocab_size, top_k.clamp(max=vocab_size))  # [B]

@@ -70,6 +70,17 @@ def test_top_k_keeps_only_the_k_most_likely():
     assert set(tokens) == {0, 1}
 
 
+def test_top_k_applies_per_row():
+    logits = torch.log(torch.tensor([[0.3, 0.25, 0.2, 0.15, 0.1]])).repeat(3000, 1)
+    params = [SamplingParams(top_k=2), SamplingParams(top_k=0), SamplingParams(top_k=-1)] * 1000
+    tokens = sample(logits, params).sampled_token_ids
+    assert set(tokens[0::3]) == {0, 1}
+    assert set(tokens[1::3]) == set(tokens[2::3]) == {0, 1, 2, 3, 4}
+    with_top_p = [SamplingParams(top_k=3, top_p=0.5), SamplingParams(top_k=4, top_p=0.9)] * 1000
+    tokens = sample(logits[:2000], with_top_p).sampled_token_ids
+    assert set(tokens[0::2]) == {0, 1} and set(tokens[1::2]) == {0, 1, 2, 3}
+
+
 def test_top_p_keeps_the_smallest_set_reaching_p():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(2000, 1)
     tokens = sample(logits, [SamplingParams(top_p=0.7)] * 2000).sampled_token_ids
