@@ -145,14 +145,14 @@ def plan_launches(buckets: list[Bucket], rows: list[StepRow], is_prefill: bool, 
 
     Example: buckets prefill (b1,q32), (b2,q32) and decode b1/b2; a prefill step of two rows with
     70 and 10 tokens becomes three waves: [row0[0:32], row1] on (b2,q32), [row0[32:64]] on
-    (b1,q32), [row0[64:70]] on (b1,q32).
+    (b1,q32), [row0[64:70]] on (b1,q32). Within a wave, rows join a launch while some bucket
+    still holds them all.
     """
     kind = "prefill" if is_prefill else "decode"
     candidates = [b for b in buckets if b.kind == kind]
     if not candidates:
         raise ValueError(f"the artifact has no {kind} buckets; rebuild it with some.")
     max_q = max(b.query_len for b in candidates)
-    max_batch = max(b.batch for b in candidates)
     # split each row into consecutive pieces of at most max_q tokens: piece w runs in wave w
     pieces: list[list[tuple[int, StepRow]]] = []
     for i, row in enumerate(rows):
@@ -163,13 +163,27 @@ def plan_launches(buckets: list[Bucket], rows: list[StepRow], is_prefill: bool, 
             pieces[w].append((i, piece))
     launches = []
     for wave in pieces:
-        for g in range(0, len(wave), max_batch):
-            group = wave[g:g + max_batch]
-            q = max(len(p.token_ids) for _, p in group)
-            m = max(_blocks_needed(p, block_size) for _, p in group)
-            bucket = select_bucket(candidates, kind, len(group), q, m)
-            if bucket is None:
-                raise ValueError(f"no {kind} bucket holds {len(group)} rows of {q} tokens over {m} blocks; "
+        group: list[tuple[int, StepRow]] = []
+        bucket = None
+        for item in wave:   # grow the launch while some bucket still holds it
+            fit = _fit(candidates, kind, group + [item], block_size)
+            if fit is None and group:
+                launches.append(_launch(group, bucket))
+                group, fit = [], _fit(candidates, kind, [item], block_size)
+            if fit is None:
+                q, m = len(item[1].token_ids), _blocks_needed(item[1], block_size)
+                raise ValueError(f"no {kind} bucket holds a row of {q} tokens over {m} blocks; "
                                  "rebuild the artifact with a larger max_model_len.")
-            launches.append(Launch([i for i, _ in group], [p for _, p in group], bucket.shape, bucket.name))
+            group, bucket = group + [item], fit
+        launches.append(_launch(group, bucket))
     return launches
+
+
+def _fit(candidates: list[Bucket], kind: str, group: list[tuple[int, StepRow]], block_size: int) -> Bucket | None:
+    q = max(len(p.token_ids) for _, p in group)
+    m = max(_blocks_needed(p, block_size) for _, p in group)
+    return select_bucket(candidates, kind, len(group), q, m)
+
+
+def _launch(group: list[tuple[int, StepRow]], bucket: Bucket) -> Launch:
+    return Launch([i for i, _ in group], [p for _, p in group], bucket.shape, bucket.name)
