@@ -57,7 +57,10 @@ class Request:
             out.cumulative_logprob += logprobs[token_id].logprob
         if out.detokenizer is not None:
             out.text += out.detokenizer.add_token(token_id)
-        return self._check_stop(seq, out, token_id)
+        stopped = self._check_stop(seq, out, token_id)
+        if stopped and out.detokenizer is not None and not isinstance(out.stop_reason, str):
+            out.text += out.detokenizer.flush()   # release a trailing incomplete character
+        return stopped
 
     def _check_stop(self, seq: Sequence, out: SequenceText, token_id: int) -> bool:
         p = self.params
