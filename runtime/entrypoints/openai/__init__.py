@@ -1,0 +1,1 @@
+"""`python -m runtime.entrypoints.openai.api_server`: the OpenAI-compatible server, as in vLLM."""
