@@ -17,30 +17,39 @@ from runtime.attention_metadata import AttentionMetadata
 class AttentionBackend(Protocol):
     def __call__(
         self,
-        q: torch.Tensor,         # [B, Q, Hq, D]
-        k: torch.Tensor,         # [B, Q, Hkv, D]
-        v: torch.Tensor,         # [B, Q, Hkv, D]
-        kv_layer: torch.Tensor,  # [2, num_blocks, block_size, Hkv, D], written in place
+        q: torch.Tensor,          # [B, Q, Hq, D]
+        k: torch.Tensor,          # [B, Q, Hkv, D]
+        v: torch.Tensor,          # [B, Q, Hkv, D]
+        kv_cache: torch.Tensor,   # [L, 2, num_blocks, block_size, Hkv, D], layer `layer_idx` written in place
+        layer_idx: int,
         positions: torch.Tensor,  # [B, Q]
         md: AttentionMetadata,
         scale: float,
         sliding_window: int | None,
-    ) -> torch.Tensor: ...      # [B, Q, Hq, D]
+    ) -> torch.Tensor: ...       # [B, Q, Hq, D]
 
 
-def write_kv(kv_layer: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot_mapping: torch.Tensor) -> None:
-    """Scatter the step's K/V into their cache slots (padding goes to the null block's slot 0)."""
-    num_kv_heads, head_dim = kv_layer.shape[-2:]
+def write_kv(kv_cache: torch.Tensor, layer_idx: int, k: torch.Tensor, v: torch.Tensor,
+             slot_mapping: torch.Tensor) -> None:
+    """Scatter the step's K/V into their cache slots (padding goes to the null block's slot 0).
+
+    Why index_put_ on the whole cache with one index tensor per dimension: AOTInductor turns this
+    into an in-place scatter of just the new tokens, while writing through a view of one layer
+    (kv_cache[l, 0].view(...).index_copy_) compiles to a copy of the entire cache on every call.
+    """
+    block_size, num_kv_heads, head_dim = kv_cache.shape[-3:]
     slots = slot_mapping.reshape(-1)                                    # [B*Q]
-    kv_layer[0].view(-1, num_kv_heads, head_dim).index_copy_(0, slots, k.reshape(-1, num_kv_heads, head_dim))
-    kv_layer[1].view(-1, num_kv_heads, head_dim).index_copy_(0, slots, v.reshape(-1, num_kv_heads, head_dim))
+    blocks, offsets = slots // block_size, slots % block_size
+    layer = torch.full_like(slots, layer_idx)
+    kv_cache.index_put_((layer, torch.zeros_like(slots), blocks, offsets), k.reshape(-1, num_kv_heads, head_dim))
+    kv_cache.index_put_((layer, torch.ones_like(slots), blocks, offsets), v.reshape(-1, num_kv_heads, head_dim))
 
 
-def gather_context(kv_layer: torch.Tensor, block_tables: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gather_context(kv_cache: torch.Tensor, layer_idx: int, block_tables: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each sequence's keys and values, in position order: two [B, Hkv, M*block_size, D] tensors."""
     batch, max_blocks = block_tables.shape
-    _, _, block_size, num_kv_heads, head_dim = kv_layer.shape
-    ctx = kv_layer[:, block_tables]                                     # [2, B, M, bs, Hkv, D]
+    block_size, num_kv_heads, head_dim = kv_cache.shape[-3:]
+    ctx = kv_cache[layer_idx][:, block_tables]                          # [2, B, M, bs, Hkv, D]
     ctx = ctx.reshape(2, batch, max_blocks * block_size, num_kv_heads, head_dim).transpose(2, 3)
     return ctx[0], ctx[1]                                               # [B, Hkv, T, D] each
 
@@ -55,10 +64,10 @@ def visibility_mask(positions: torch.Tensor, num_keys: int, sliding_window: int 
     return mask.unsqueeze(1)
 
 
-def sdpa_paged_attention(q, k, v, kv_layer, positions, md: AttentionMetadata, scale, sliding_window):
+def sdpa_paged_attention(q, k, v, kv_cache, layer_idx, positions, md: AttentionMetadata, scale, sliding_window):
     """CPU/CUDA backend: torch's scaled_dot_product_attention over the gathered context."""
-    write_kv(kv_layer, k, v, md.slot_mapping)
-    k_ctx, v_ctx = gather_context(kv_layer, md.block_tables)
+    write_kv(kv_cache, layer_idx, k, v, md.slot_mapping)
+    k_ctx, v_ctx = gather_context(kv_cache, layer_idx, md.block_tables)
     mask = visibility_mask(positions, k_ctx.shape[2], sliding_window)
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), k_ctx, v_ctx, attn_mask=mask, scale=scale,

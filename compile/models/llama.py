@@ -54,8 +54,9 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, attention_backend: str):
+    def __init__(self, cfg: ModelConfig, layer_idx: int, attention_backend: str):
         super().__init__()
+        self.layer_idx = layer_idx
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         self.q_proj = nn.Linear(cfg.hidden_size, self.num_heads * self.head_dim, bias=cfg.qkv_bias)
         self.k_proj = nn.Linear(cfg.hidden_size, self.num_kv_heads * self.head_dim, bias=cfg.qkv_bias)
@@ -69,7 +70,7 @@ class Attention(nn.Module):
         self.scale = self.head_dim ** -0.5
         self.attend = get_backend(attention_backend)
 
-    def forward(self, x, cos, sin, kv_layer, positions, md: AttentionMetadata):
+    def forward(self, x, cos, sin, kv_cache, positions, md: AttentionMetadata):
         batch, q_len, _ = x.shape
         q = self.q_proj(x).view(batch, q_len, self.num_heads, self.head_dim)      # [B, Q, Hq, D]
         k = self.k_proj(x).view(batch, q_len, self.num_kv_heads, self.head_dim)   # [B, Q, Hkv, D]
@@ -78,7 +79,7 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        out = self.attend(q, k, v, kv_layer, positions, md, self.scale, self.sliding_window)  # [B, Q, Hq, D]
+        out = self.attend(q, k, v, kv_cache, self.layer_idx, positions, md, self.scale, self.sliding_window)  # [B, Q, Hq, D]
         return self.o_proj(out.reshape(batch, q_len, self.num_heads * self.head_dim))
 
 
@@ -94,15 +95,15 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, attention_backend: str):
+    def __init__(self, cfg: ModelConfig, layer_idx: int, attention_backend: str):
         super().__init__()
-        self.self_attn = Attention(cfg, attention_backend)
+        self.self_attn = Attention(cfg, layer_idx, attention_backend)
         self.mlp = MLP(cfg)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x, cos, sin, kv_layer, positions, md):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv_layer, positions, md)
+    def forward(self, x, cos, sin, kv_cache, positions, md):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv_cache, positions, md)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -110,7 +111,7 @@ class LlamaModel(nn.Module):
     def __init__(self, cfg: ModelConfig, attention_backend: str):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(cfg, attention_backend) for _ in range(cfg.num_hidden_layers))
+        self.layers = nn.ModuleList(DecoderLayer(cfg, i, attention_backend) for i in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
@@ -139,8 +140,8 @@ class LlamaForCausalLM(nn.Module):
         emb = torch.cat((freqs, freqs), dim=-1)                               # [B, Q, D]
         cos = emb.cos().to(x.dtype).unsqueeze(2)                              # [B, Q, 1, D]
         sin = emb.sin().to(x.dtype).unsqueeze(2)
-        for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, kv_cache[i], positions, md)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, kv_cache, positions, md)
         return self.model.norm(x)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
