@@ -17,7 +17,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from runtime.server.async_engine import AsyncEngine
+from runtime.server.async_engine import AsyncEngine, EngineDeadError
 from runtime.server.errors import error_response, install_error_handlers
 from runtime.server.inputs import chat_prompt, check_model, check_token_ids
 from runtime.server.metrics import ServerMetrics
@@ -65,6 +65,10 @@ def create_app(engine, *, served_model_name: str | list[str] | None = None, api_
     app = FastAPI(title="gaudi-aot OpenAI-compatible server", version=_version(), lifespan=lifespan)
     app.state.server = state
     install_error_handlers(app)
+
+    @app.exception_handler(EngineDeadError)
+    async def _engine_dead(_: Request, exc: EngineDeadError) -> JSONResponse:
+        return error_response(str(exc), HTTPStatus.SERVICE_UNAVAILABLE)
 
     @app.middleware("http")
     async def check_api_key(request: Request, call_next):

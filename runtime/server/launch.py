@@ -1,25 +1,49 @@
 """Start the server: load the engine, build the app, run uvicorn until SIGTERM or SIGINT.
 
 On SIGTERM uvicorn stops accepting connections and lets in-flight requests finish for up to
-`shutdown_timeout_s`; then the app's lifespan aborts whatever is still running, and the
-process exits 0.
+`shutdown_timeout_s`; then whatever is still running is aborted (a stream ends with an error
+event and `data: [DONE]`), the engine loop stops, and the process exits 0.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import sys
 
+import uvicorn
+
 from runtime.config import EngineOptions
+from runtime.server.async_engine import AsyncEngine
 from runtime.server.config import ServerConfig, load_chat_template
 
 logger = logging.getLogger("runtime.server")
 
 
-def build_server(config: ServerConfig, engine_options: EngineOptions):
-    """Load the model and return a ready (not yet running) uvicorn.Server."""
-    import uvicorn
+class GracefulServer(uvicorn.Server):
+    """uvicorn.Server whose graceful shutdown ends in-flight requests itself once the timeout
+    passes, so that streams close with an error event and `data: [DONE]` instead of being cut."""
 
+    def __init__(self, config: uvicorn.Config, engine: AsyncEngine, shutdown_timeout_s: float) -> None:
+        super().__init__(config)
+        self.engine = engine
+        self.shutdown_timeout_s = shutdown_timeout_s
+
+    async def shutdown(self, sockets=None) -> None:
+        watchdog = asyncio.create_task(self._abort_after(self.shutdown_timeout_s))
+        try:
+            await super().shutdown(sockets)
+        finally:
+            watchdog.cancel()
+
+    async def _abort_after(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        logger.warning("Shutdown timeout of %.1fs passed; aborting the requests still running.", delay_s)
+        await self.engine.stop()
+
+
+def build_server(config: ServerConfig, engine_options: EngineOptions) -> GracefulServer:
+    """Load the model and return a ready (not yet running) server."""
     import runtime
     from runtime.server.app import create_app
 
@@ -27,9 +51,10 @@ def build_server(config: ServerConfig, engine_options: EngineOptions):
     engine = runtime.load(config.model, engine_options)
     app = create_app(engine, served_model_name=config.served_names, api_key=config.api_key,
                      chat_template=chat_template, model_path=config.model)
+    # uvicorn's own timeout is only a backstop: the watchdog above ends requests first
     uv_config = uvicorn.Config(app, host=config.host, port=config.port, log_level=config.uvicorn_log_level,
-                               timeout_graceful_shutdown=config.shutdown_timeout_s, timeout_keep_alive=5)
-    return uvicorn.Server(uv_config)
+                               timeout_graceful_shutdown=config.shutdown_timeout_s + 5, timeout_keep_alive=5)
+    return GracefulServer(uv_config, app.state.server.engine, config.shutdown_timeout_s)
 
 
 def serve(config: ServerConfig, engine_options: EngineOptions) -> None:

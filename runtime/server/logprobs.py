@@ -10,6 +10,8 @@ stays valid.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from runtime.outputs import Logprob
 
 _MIN_LOGPROB = -9999.0
@@ -19,10 +21,19 @@ def _clamp(value: float) -> float:
     return max(value, _MIN_LOGPROB)
 
 
-def token_text(token_id: int, logprob: Logprob | None, tokenizer) -> str:
-    if logprob is not None and logprob.decoded_token is not None:
-        return logprob.decoded_token
-    return tokenizer.decode([token_id], skip_special_tokens=False)
+TokenNamer = Callable[[int, "Logprob | None"], str]
+
+
+def token_namer(tokenizer, as_token_ids: bool = False) -> TokenNamer:
+    """How tokens are shown: their text, or "token_id:<id>" (vLLM's return_tokens_as_token_ids),
+    which stays exact where one token is only part of a UTF-8 character."""
+    def name(token_id: int, logprob: Logprob | None) -> str:
+        if as_token_ids:
+            return f"token_id:{token_id}"
+        if logprob is not None and logprob.decoded_token is not None:
+            return logprob.decoded_token
+        return tokenizer.decode([token_id], skip_special_tokens=False)
+    return name
 
 
 def _top(step: dict[int, Logprob] | None, num_top: int) -> list[tuple[int, Logprob]]:
@@ -34,13 +45,13 @@ def _top(step: dict[int, Logprob] | None, num_top: int) -> list[tuple[int, Logpr
 
 
 def completion_logprobs(token_ids: list[int], steps: list[dict[int, Logprob] | None],
-                        num_top: int, tokenizer, initial_text_offset: int = 0) -> dict:
+                        num_top: int, name: TokenNamer, initial_text_offset: int = 0) -> dict:
     """Completions-format logprobs for `token_ids`; steps[i] belongs to token_ids[i] (None: unknown)."""
     tokens, token_logprobs, top_logprobs, text_offset = [], [], [], []
     offset = initial_text_offset
     for token_id, step in zip(token_ids, steps):
         chosen = step.get(token_id) if step else None
-        text = token_text(token_id, chosen, tokenizer)
+        text = name(token_id, chosen)
         tokens.append(text)
         text_offset.append(offset)
         offset += len(text)
@@ -52,25 +63,25 @@ def completion_logprobs(token_ids: list[int], steps: list[dict[int, Logprob] | N
         # the chosen token first, then the top-k, as vLLM returns them
         top = {text: _clamp(chosen.logprob)}
         for tid, lp in _top(step, num_top):
-            top.setdefault(token_text(tid, lp, tokenizer), _clamp(lp.logprob))
+            top.setdefault(name(tid, lp), _clamp(lp.logprob))
         top_logprobs.append(top)
     return {"text_offset": text_offset, "token_logprobs": token_logprobs, "tokens": tokens,
             "top_logprobs": top_logprobs}
 
 
 def chat_logprobs(token_ids: list[int], steps: list[dict[int, Logprob]], num_top: int,
-                  tokenizer) -> dict:
+                  name: TokenNamer) -> dict:
     """Chat-format logprobs ({"content": [...]}) for `token_ids`."""
     content = []
     for token_id, step in zip(token_ids, steps):
         chosen = step.get(token_id)
-        text = token_text(token_id, chosen, tokenizer)
+        text = name(token_id, chosen)
         content.append({
             "token": text,
             "logprob": _clamp(chosen.logprob) if chosen is not None else _MIN_LOGPROB,
             "bytes": list(text.encode("utf-8")),
             "top_logprobs": [
-                {"token": (t := token_text(tid, lp, tokenizer)), "logprob": _clamp(lp.logprob),
+                {"token": (t := name(tid, lp)), "logprob": _clamp(lp.logprob),
                  "bytes": list(t.encode("utf-8"))}
                 for tid, lp in _top(step, num_top)
             ],

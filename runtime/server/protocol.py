@@ -52,6 +52,7 @@ class _SamplingRequest(OpenAIBaseModel):
     skip_special_tokens: bool = True
     spaces_between_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    return_tokens_as_token_ids: bool = False
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     user: str | None = None

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from runtime.server.async_engine import EngineDeadError, RequestStream
 from runtime.server.errors import bad_request, error_body
 from runtime.server.inputs import chat_prompt, check_model, resolve_max_tokens
-from runtime.server.logprobs import chat_logprobs
+from runtime.server.logprobs import chat_logprobs, token_namer
 from runtime.server.protocol import ChatCompletionRequest
 from runtime.server.serving_completion import abort_unfinished, add_requests
 from runtime.server.state import ServerState, random_id
@@ -56,11 +56,12 @@ class _Chat:
         self.num_prompt_tokens, self.n = num_prompt_tokens, n
         self.created = int(time.time())
         self.num_top = request.top_logprobs or 0
+        self.name = token_namer(state.tokenizer, request.return_tokens_as_token_ids)
 
     def _logprobs(self, token_ids, steps) -> dict | None:
         if not self.request.logprobs:
             return None
-        return chat_logprobs(token_ids, steps or [{}] * len(token_ids), self.num_top, self.state.tokenizer)
+        return chat_logprobs(token_ids, steps or [{}] * len(token_ids), self.num_top, self.name)
 
     def _usage(self, num_completion_tokens: int) -> dict:
         return {"prompt_tokens": self.num_prompt_tokens, "completion_tokens": num_completion_tokens,

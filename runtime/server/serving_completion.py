@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from runtime.server.async_engine import EngineDeadError, RequestStream
 from runtime.server.errors import ServerError, bad_request, error_body
 from runtime.server.inputs import EnginePrompt, check_model, completion_prompts, resolve_max_tokens
-from runtime.server.logprobs import completion_logprobs
+from runtime.server.logprobs import completion_logprobs, token_namer
 from runtime.server.protocol import CompletionRequest
 from runtime.server.state import ServerState, random_id
 from runtime.server.streaming import (DONE, STREAM_HEADERS, DeltaTracker, abort_on_disconnect,
@@ -87,6 +87,7 @@ class _Completion:
         self.state, self.request, self.request_id = state, request, request_id
         self.prompts, self.n = prompts, n
         self.created = int(time.time())
+        self.name = token_namer(state.tokenizer, request.return_tokens_as_token_ids)
 
     def _prompt_text(self, i: int) -> str:
         prompt = self.prompts[i]
@@ -103,7 +104,7 @@ class _Completion:
             prompt_ids = self.prompts[i].token_ids
             ids = prompt_ids + ids
             all_steps = list(prompt_steps or [None] * len(prompt_ids)) + all_steps
-        return completion_logprobs(ids, all_steps, self.request.logprobs, self.state.tokenizer, offset)
+        return completion_logprobs(ids, all_steps, self.request.logprobs, self.name, offset)
 
     def _usage(self, num_completion_tokens: int) -> dict:
         num_prompt_tokens = sum(len(p.token_ids) for p in self.prompts)
