@@ -43,21 +43,23 @@ def build_model_inputs(rows: list[StepRow], block_size: int, batch_size: int | N
     num_blocks = num_blocks or max(len(r.block_table) for r in rows)
     if len(rows) > batch_size or any(len(r.token_ids) > query_len or len(r.block_table) > num_blocks for r in rows):
         raise ValueError("step does not fit the bucket it was assigned; this is a bug in bucket selection")
-    input_ids = torch.zeros(batch_size, query_len, dtype=torch.int64)
-    positions = torch.zeros(batch_size, query_len, dtype=torch.int64)
-    slots = torch.zeros(batch_size, query_len, dtype=torch.int64)
-    tables = torch.zeros(batch_size, num_blocks, dtype=torch.int64)
-    seq_lens = torch.ones(batch_size, dtype=torch.int64)
+    # plain lists first, one tensor per input at the end: this runs every step
+    input_ids = [[0] * query_len for _ in range(batch_size)]
+    positions = [[0] * query_len for _ in range(batch_size)]
+    slots = [[0] * query_len for _ in range(batch_size)]
+    tables = [[0] * num_blocks for _ in range(batch_size)]
+    seq_lens = [1] * batch_size
     last = []
     for b, row in enumerate(rows):
-        n = len(row.token_ids)
-        pos = torch.arange(row.start_pos, row.start_pos + n)
-        table = torch.tensor(row.block_table, dtype=torch.int64)
-        input_ids[b, :n] = torch.tensor(row.token_ids, dtype=torch.int64)
-        positions[b, :n] = pos
-        slots[b, :n] = table[pos // block_size] * block_size + pos % block_size
-        tables[b, : len(row.block_table)] = table
+        n, table = len(row.token_ids), row.block_table
+        input_ids[b][:n] = row.token_ids
+        positions[b][:n] = range(row.start_pos, row.start_pos + n)
+        slots[b][:n] = [table[p // block_size] * block_size + p % block_size
+                        for p in range(row.start_pos, row.start_pos + n)]
+        tables[b][: len(table)] = table
         seq_lens[b] = row.start_pos + n
         last.append(b * query_len + n - 1)
+    input_ids, positions, slots, tables, seq_lens = (
+        torch.tensor(x, dtype=torch.int64) for x in (input_ids, positions, slots, tables, seq_lens))
     md = AttentionMetadata(slot_mapping=slots, block_tables=tables, seq_lens=seq_lens)
     return ModelInputs(input_ids, positions, md, torch.tensor(last, dtype=torch.int64))
