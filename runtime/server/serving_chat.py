@@ -93,10 +93,9 @@ class _Chat:
             async for result in stream:
                 for output in result.outputs:
                     delta = tracker.delta(output.index, output)
-                    # a token that completes no character yet (part of a UTF-8 sequence) waits
-                    # for the next chunk, unless its logprobs are wanted
-                    if delta is None or (not delta.text and delta.finish_reason is None
-                                         and not (self.request.logprobs and delta.token_ids)):
+                    # one chunk per step with new tokens, even when they complete no character
+                    # yet (part of a UTF-8 sequence): clients time tokens by chunks, as with vLLM
+                    if delta is None or (not delta.text and not delta.token_ids and delta.finish_reason is None):
                         continue
                     yield self._chunk([{
                         "index": output.index,

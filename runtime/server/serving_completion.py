@@ -148,8 +148,6 @@ class _Completion:
                     if with_prompt:
                         echo_len[key] = len(prompt_text := self._prompt_text(i))
                         text = prompt_text + text
-                    if not text and delta.finish_reason is None and self.request.logprobs is None:
-                        continue  # a token that completes no character yet waits for the next chunk
                     offset = 0 if with_prompt else echo_len.get(key, 0) + delta.text_offset
                     yield self._chunk([{
                         "index": i * self.n + output.index, "text": text,
