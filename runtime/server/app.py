@@ -9,7 +9,6 @@ with the app's lifespan and, on shutdown, aborts whatever is still in flight.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -18,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from runtime.server.async_engine import AsyncEngine, EngineDeadError
+from runtime.server.auth import ApiKeyMiddleware
 from runtime.server.errors import error_response, install_error_handlers
 from runtime.server.inputs import chat_prompt, check_model, check_token_ids
 from runtime.server.metrics import ServerMetrics
@@ -70,14 +70,8 @@ def create_app(engine, *, served_model_name: str | list[str] | None = None, api_
     async def _engine_dead(_: Request, exc: EngineDeadError) -> JSONResponse:
         return error_response(str(exc), HTTPStatus.SERVICE_UNAVAILABLE)
 
-    @app.middleware("http")
-    async def check_api_key(request: Request, call_next):
-        if api_key is not None and request.url.path.startswith("/v1"):
-            header = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(header.encode(), f"Bearer {api_key}".encode()):
-                return error_response("Unauthorized: send a valid API key as 'Authorization: Bearer <key>'.",
-                                      HTTPStatus.UNAUTHORIZED)
-        return await call_next(request)
+    if api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
 
     @app.get("/health")
     async def health() -> Response:
