@@ -25,7 +25,7 @@ test-all: setup
 	$(PYTHON) -m pytest -q -m ""
 
 demo: setup
-	$(PYTHON) -m cli.demo
+	bash cli/demo.sh
 
 bench: setup
 	$(PYTHON) -m benchmarks.run_all
