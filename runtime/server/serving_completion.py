@@ -130,7 +130,9 @@ class _Completion:
                 "model": self.state.model_name, "choices": choices,
                 "usage": self._usage(num_completion_tokens)}
 
-    def _chunk(self, choices: list[dict], usage: dict | None = None) -> str:
+    def _chunk(self, choices: list[dict], usage: dict | None = None, tracker: DeltaTracker | None = None) -> str:
+        if usage is None and tracker is not None and self.request.continuous_usage:
+            usage = self._usage(sum(tracker.num_tokens.values()))
         return sse({"id": self.request_id, "object": "text_completion", "created": self.created,
                     "model": self.state.model_name, "choices": choices, "usage": usage})
 
@@ -154,7 +156,7 @@ class _Completion:
                         "logprobs": self._logprobs(i, delta.token_ids, delta.logprobs, offset, with_prompt,
                                                    result.prompt_logprobs),
                         "finish_reason": delta.finish_reason, "stop_reason": delta.stop_reason,
-                    }])
+                    }], tracker=tracker)
             if self.request.include_usage:
                 yield self._chunk([], self._usage(sum(tracker.num_tokens.values())))
         except (ValueError, EngineDeadError) as exc:

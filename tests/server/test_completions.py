@@ -42,7 +42,16 @@ def test_stream_ends_with_done(server):
     assert all(e["object"] == "text_completion" for e in events[:-1])
 
 
-def test_usage_is_exact(server, eos_token_id):
+def test_continuous_usage_stats_count_up_in_every_chunk(server):
+    body = {"prompt": PROMPT, "max_tokens": 6, "temperature": 0, "ignore_eos": True, "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+    events = stream_events(server, "/v1/completions", body)[:-1]
+    counts = [e["usage"]["completion_tokens"] for e in events]
+    assert counts == sorted(counts) and counts[-1] == 6
+    assert {e["usage"]["prompt_tokens"] for e in events} == {token_count(server, prompt=PROMPT)}
+
+
+def test_usage_is_exact(server):
     before = server.metrics()
     result = complete(server, prompt=PROMPT, max_tokens=12, temperature=0, ignore_eos=True, logprobs=0)
     after = server.metrics()
