@@ -75,7 +75,7 @@ def check_token_ids(token_ids: list[int], vocab_size: int, param: str) -> None:
 
 
 def resolve_max_tokens(requested: int | None, num_prompt_tokens: int, max_model_len: int,
-                       param: str = "max_tokens") -> int:
+                       param: str = "max_tokens", prompt_param: str = "prompt") -> int:
     """The request's max_tokens, or the rest of the context when it gave none.
 
     Raises vLLM's context-length error when the prompt plus max_tokens does not fit.
@@ -86,7 +86,7 @@ def resolve_max_tokens(requested: int | None, num_prompt_tokens: int, max_model_
         raise bad_request(
             f"This model's maximum context length is {max_model_len} tokens. However, your "
             f"request has {num_prompt_tokens} input tokens. Please reduce the length of the "
-            "input messages.", "messages")
+            "input messages.", prompt_param)
     if requested is None:
         return max_model_len - num_prompt_tokens
     if num_prompt_tokens + requested > max_model_len:

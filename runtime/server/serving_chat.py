@@ -30,7 +30,7 @@ async def create_chat_completion(state: ServerState, request: ChatCompletionRequ
                          request.add_generation_prompt, request.add_special_tokens)
     param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
     max_tokens = resolve_max_tokens(request.requested_max_tokens, len(prompt.token_ids),
-                                    state.max_model_len, param)
+                                    state.max_model_len, param, "messages")
     try:
         params = request.to_sampling_params(max_tokens)
         params.verify_vocab(tokenizer.vocab_size)
