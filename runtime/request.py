@@ -114,9 +114,12 @@ class Request:
                 text = text[: max(0, len(text) - holdback)]
             outputs.append(CompletionOutput(
                 index=seq.index, text=text, token_ids=list(seq.output_token_ids),
-                cumulative_logprob=out.cumulative_logprob, logprobs=out.logprobs,
+                cumulative_logprob=out.cumulative_logprob,
+                # copies: the engine thread keeps appending while a server thread reads the output
+                logprobs=list(out.logprobs) if out.logprobs is not None else None,
                 finish_reason=out.finish_reason, stop_reason=out.stop_reason,
             ))
         return RequestOutput(request_id=self.req_id, prompt=self.prompt, prompt_token_ids=self.prompt_token_ids,
-                             prompt_logprobs=self.prompt_logprobs, outputs=outputs, finished=finished,
+                             prompt_logprobs=list(self.prompt_logprobs) if self.prompt_logprobs is not None else None,
+                             outputs=outputs, finished=finished,
                              metrics=self.metrics)
