@@ -1,0 +1,60 @@
+"""The built-in default model's training text: Python's own help topics, shipped with every CPython.
+
+`pydoc_data.topics.topics` maps a help keyword ("for", "lambda", ...) to the reference text
+that `help("for")` prints, about 0.5 MB in all. Nothing is downloaded. The model learns from
+each topic as plain text, and from short chats built out of it (a question naming the topic's
+title, answered by the topic's opening paragraphs), so that chat prompts get on-topic replies.
+Everything here is deterministic: topics in sorted key order, fixed question phrasings.
+"""
+from __future__ import annotations
+
+import hashlib
+
+# Questions a chat example asks about a topic; {title} is the topic's heading.
+QUESTIONS = ("Tell me about {title}.", "What is {title}?", "Explain {title} in Python.")
+_MIN_ANSWER_CHARS = 200   # an answer takes opening paragraphs until it is at least this long
+_MAX_ANSWER_PARAGRAPHS = 3
+
+
+def topics() -> dict[str, str]:
+    """Help keyword -> help text, in sorted keyword order."""
+    from pydoc_data.topics import topics as raw
+    return {key: raw[key].strip() + "\n" for key in sorted(raw)}
+
+
+def corpus_sha256() -> str:
+    """Fingerprint of the corpus (it changes with the Python version), so builds from different texts differ."""
+    digest = hashlib.sha256()
+    for key, text in topics().items():
+        digest.update(f"{key}\0{text}\0".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _title_and_paragraphs(text: str) -> tuple[str, list[str]]:
+    # A topic starts with its title underlined by asterisks, then blank-line separated paragraphs.
+    head, *paragraphs = text.split("\n\n")
+    return head.splitlines()[0].strip(), [p for p in paragraphs if p.strip()]
+
+
+def _in_sentence(title: str) -> str:
+    # 'The "for" statement' -> 'the "for" statement', but 'Python' or 'ABC' stay as they are
+    first = title.split()[0]
+    return title[0].lower() + title[1:] if first[1:].islower() and first not in ("Python",) else title
+
+
+def chat_examples() -> list[list[dict[str, str]]]:
+    """Short conversations about each topic: a user question and the topic's opening as the reply."""
+    conversations = []
+    for text in topics().values():
+        title, paragraphs = _title_and_paragraphs(text)
+        answer: list[str] = []
+        for paragraph in paragraphs[:_MAX_ANSWER_PARAGRAPHS]:
+            answer.append(paragraph.strip())
+            if sum(len(p) for p in answer) >= _MIN_ANSWER_CHARS:
+                break
+        if not answer:
+            continue
+        for question in QUESTIONS:
+            conversations.append([{"role": "user", "content": question.format(title=_in_sentence(title))},
+                                  {"role": "assistant", "content": "\n\n".join(answer)}])
+    return conversations
