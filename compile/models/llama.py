@@ -69,6 +69,9 @@ class Attention(nn.Module):
         self.sliding_window = cfg.sliding_window
         self.scale = self.head_dim ** -0.5
         self.attend = get_backend(attention_backend)
+        # FP8 KV cache only (set by compile/quantize.py): [] float32 scales of the e4m3 K and V codes
+        self.register_buffer("k_scale", None)
+        self.register_buffer("v_scale", None)
 
     def forward(self, x, cos, sin, kv_cache, positions, md: AttentionMetadata):
         batch, q_len, _ = x.shape
@@ -79,7 +82,9 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        out = self.attend(q, k, v, kv_cache, self.layer_idx, positions, md, self.scale, self.sliding_window)  # [B, Q, Hq, D]
+        kv_scales = {} if self.k_scale is None else {"k_scale": self.k_scale, "v_scale": self.v_scale}
+        out = self.attend(q, k, v, kv_cache, self.layer_idx, positions, md, self.scale, self.sliding_window,
+                          **kv_scales)                                                  # [B, Q, Hq, D]
         return self.o_proj(out.reshape(batch, q_len, self.num_heads * self.head_dim))
 
 
