@@ -1,0 +1,72 @@
+"""The FP8 quality report: the quantised model against the build-dtype one, on held-out text.
+
+Computed at build time with the eager model (the same kernel formulation the graphs compile) and
+written to report.json under "fp8_quality"; `gaudi-compile inspect` shows it. Figures:
+
+- kl_mean / kl_max: per-token KL(build dtype || FP8) of the next-token distributions, nats;
+- top1_agreement: share of positions whose most likely next token is the same;
+- perplexity_reference / perplexity_fp8: of the held-out text itself, under each model;
+- greedy_match: for a prompt cut from each held-out text, how many greedily generated tokens are
+  equal before the first divergence (at most greedy_max_new_tokens).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+
+import torch
+
+from compile.calibration_data import HELD_OUT_TEXTS
+from compile.eager_runs import greedy_continuation, kv_cache_dtype, sequence_logits
+
+HELD_OUT_MAX_TOKENS = 128
+GREEDY_PROMPT_TOKENS = 16
+GREEDY_MAX_NEW_TOKENS = 32
+
+
+def _matching_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def quality_report(model, quantized: Callable[[], contextlib.AbstractContextManager], tokenizer,
+                   max_model_len: int | None = None, texts: tuple[str, ...] = HELD_OUT_TEXTS) -> dict:
+    """Compare `model` as it is with `model` inside `quantized()`; a dict for report.json."""
+    start = time.perf_counter()
+    limit = min(HELD_OUT_MAX_TOKENS, max_model_len or HELD_OUT_MAX_TOKENS)
+    sequences = [ids for ids in (tokenizer.encode(t)[:limit] for t in texts) if len(ids) >= 2]
+    if not sequences:
+        raise ValueError("the held-out text tokenizes to fewer than 2 tokens per text; cannot measure FP8 quality.")
+    kls, agree, nll_ref, nll_fp8, greedy = [], 0, 0.0, 0.0, []
+    new_tokens = 0
+    for ids in sequences:
+        ref = sequence_logits(model, ids).log_softmax(-1)                     # [T, V]
+        with quantized():
+            fp8 = sequence_logits(model, ids).log_softmax(-1)
+        kls.append((ref.exp() * (ref - fp8)).sum(-1).clamp(min=0))            # [T]
+        agree += int((ref.argmax(-1) == fp8.argmax(-1)).sum())
+        targets = torch.tensor(ids[1:])[:, None]                              # [T-1, 1]
+        nll_ref -= float(ref[:-1].gather(1, targets).sum())
+        nll_fp8 -= float(fp8[:-1].gather(1, targets).sum())
+        prompt = ids[:GREEDY_PROMPT_TOKENS]
+        new_tokens = min(GREEDY_MAX_NEW_TOKENS, (max_model_len or 1 << 30) - len(prompt))
+        reference = greedy_continuation(model, prompt, new_tokens)
+        with quantized():
+            greedy.append(_matching_prefix(reference, greedy_continuation(model, prompt, new_tokens)))
+    kl = torch.cat(kls)
+    num_targets = sum(len(ids) - 1 for ids in sequences)
+    with quantized():
+        fp8_kv = str(kv_cache_dtype(model)).removeprefix("torch.")
+    return {
+        "held_out_texts": len(sequences), "tokens": int(kl.numel()),
+        "kl_mean": round(float(kl.mean()), 6), "kl_max": round(float(kl.max()), 6),
+        "top1_agreement": round(agree / kl.numel(), 4),
+        "perplexity_reference": round(math.exp(nll_ref / num_targets), 4),
+        "perplexity_fp8": round(math.exp(nll_fp8 / num_targets), 4),
+        "greedy_match": {"per_prompt": greedy, "mean": round(sum(greedy) / len(greedy), 2),
+                         "all_equal": sum(g == new_tokens for g in greedy), "prompt_tokens": GREEDY_PROMPT_TOKENS,
+                         "max_new_tokens": new_tokens},
+        "reference_dtype": str(model.model.embed_tokens.weight.dtype).removeprefix("torch."),
+        "kv_cache_dtype": fp8_kv, "seconds": round(time.perf_counter() - start, 2),
+    }
