@@ -35,12 +35,16 @@ def attention_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def fused_sdpa_paged_attention(q, k, v, kv_cache, layer_idx, positions, md: AttentionMetadata, scale,
-                               sliding_window):
-    """HPU backend: FusedSDPA over the gathered context; q [B, Q, Hq, D] -> [B, Q, Hq, D]."""
+                               sliding_window, k_scale=None, v_scale=None):
+    """HPU backend: FusedSDPA over the gathered context; q [B, Q, Hq, D] -> [B, Q, Hq, D].
+
+    With an FP8 KV cache (k_scale, v_scale given) K/V are quantised on write and dequantised on
+    gather exactly as in the sdpa backend, so FusedSDPA always sees the activation dtype.
+    """
     from habana_frameworks.torch.hpex.kernels import FusedSDPA
 
-    write_kv(kv_cache, layer_idx, k, v, md.slot_mapping)
-    k_ctx, v_ctx = gather_context(kv_cache, layer_idx, md.block_tables)        # [B, Hkv, T, D] each
+    write_kv(kv_cache, layer_idx, k, v, md.slot_mapping, k_scale, v_scale)
+    k_ctx, v_ctx = gather_context(kv_cache, layer_idx, md.block_tables, k_scale, v_scale, q.dtype)  # [B, Hkv, T, D]
     bias = attention_bias(visibility_mask(positions, k_ctx.shape[2], sliding_window), q.dtype)  # [B, 1, Q, T]
     # FusedSDPA takes [B, H, S, D] and handles grouped K/V heads itself (Hkv dividing Hq, or Hkv == 1).
     # Positional arguments, as vLLM passes them: q, k, v, attn_mask, dropout_p, is_causal, scale,

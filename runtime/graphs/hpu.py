@@ -104,12 +104,13 @@ class HpuGraph:
         if missing:
             raise ValueError(f"graph {self.path.name} needs weights {', '.join(missing[:3])} that were not given; "
                              "rebuild the artifact.")
-        for name, placeholder in list(state.items()):
+        for name, placeholder in state.items():
             tensor = constants[name]
             if tensor.shape != placeholder.shape or tensor.dtype != placeholder.dtype:
                 raise ValueError(f"weight {name} is {tuple(tensor.shape)} {tensor.dtype} but graph {self.path.name} "
                                  f"was built for {tuple(placeholder.shape)} {placeholder.dtype}; rebuild the artifact.")
-            on_device = self._backend.to_device(name, tensor)
+        for name, placeholder in list(state.items()):
+            on_device = self._backend.to_device(name, constants[name])
             # assign, not copy: every graph's parameter is the same device tensor
             is_param = isinstance(placeholder, torch.nn.Parameter)
             state[name] = torch.nn.Parameter(on_device, requires_grad=False) if is_param else on_device
@@ -138,7 +139,7 @@ class HpuBackend:
     def __init__(self, target: str = "hpu"):
         self.target = target
         self.device = DEVICE
-        self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # FQN -> (host tensor, device copy)
+        self._on_device: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # id(host) -> (host, device copy)
         self._is_lazy: bool | None = None
 
     @property
@@ -173,13 +174,11 @@ class HpuBackend:
         return HpuGraph(load_program(path), Path(path), self)
 
     def to_device(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
-        """The device copy of a weight, made once per weight however many graphs bind it."""
-        cached = self._on_device.get(name)
-        if cached is not None and cached[0] is tensor:
-            return cached[1]
-        on_device = tensor.to(self.device)
-        self._on_device[name] = (tensor, on_device)
-        return on_device
+        """The device copy of a weight, made once however many graphs (or tied names) bind that tensor."""
+        cached = self._on_device.get(id(tensor))
+        if cached is None:   # the entry holds the host tensor too, so its id is never reused
+            cached = self._on_device[id(tensor)] = (tensor, tensor.to(self.device))
+        return cached[1]
 
     def compile(self, module: torch.nn.Module):
         """A callable that runs `module` through Habana's graph compiler: HPU graphs in lazy mode, else hpu_backend."""
