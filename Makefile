@@ -28,7 +28,8 @@ demo: setup
 	bash cli/demo.sh
 
 bench: setup
-	$(PYTHON) -m benchmarks.run_all
+	$(PYTHON) -m pip install -q -e ".[bench]"
+	$(PYTHON) -m benchmarks.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) artifacts/* .pytest_cache

