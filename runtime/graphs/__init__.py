@@ -3,6 +3,8 @@
 The runtime side of compile/targets/. An artifact's manifest names its `target`; `get_backend`
 imports the module registered for it (never anything from compile/), and the loader then calls:
 
+- `backend.prepare(artifact_dir)`: first, before anything touches the device (hpu points its
+  recipe cache into the artifact here; cpu and cuda have nothing to do).
 - `backend.check_fingerprint(fingerprint)`: the manifest's fingerprint against this process and
   machine (torch version, platform, CPU ISA / GPU compute capability / Gaudi generation and
   software version). A mismatch is a ValueError, one sentence that says what to rebuild: a graph
@@ -10,8 +12,11 @@ imports the module registered for it (never anything from compile/), and the loa
 - `backend.device`: where the KV cache and the graph inputs must live.
 - `backend.load(path)`: one graph file, not yet runnable. Returns a `Graph`.
 - `graph.constant_fqns()`: the weight FQNs the graph needs (Hugging Face names).
-- `graph.bind(constants)`: exactly those FQNs -> tensors (memory-mapped from weights.safetensors,
-  shared by every graph: a backend must not copy them). Before any `run`.
+- `graph.bind(constants)`: exactly those FQNs -> CPU tensors memory-mapped from
+  weights.safetensors. Before any `run`. A backend whose device is not the CPU places each weight
+  with `backend.to_device(fqn, tensor)`, which makes one device copy per weight however many graphs
+  bind it; on the CPU the mapped tensors are used as they are, never copied.
+- `backend.to_device(fqn, tensor)`: that shared device copy (the loader uses it for the LM head).
 - `graph.run(inputs)`: inputs are the GRAPH_INPUTS tensors, in that order, already checked for
   shape and dtype by the caller; returns [hidden [B, Q, hidden_size]] and writes the step's K/V
   into kv_cache in place.
@@ -50,9 +55,13 @@ class Graph(Protocol):
 class GraphBackend(Protocol):
     device: torch.device
 
+    def prepare(self, artifact_dir: Path) -> None: ...
+
     def check_fingerprint(self, fingerprint: Mapping[str, str]) -> None: ...
 
     def load(self, path: Path) -> Graph: ...
+
+    def to_device(self, fqn: str, tensor: torch.Tensor) -> torch.Tensor: ...
 
 
 def get_backend(target: str) -> GraphBackend:

@@ -34,12 +34,14 @@ _FLAG_FEATURES = {"-mavx512bf16": torch.cpu._is_avx512_bf16_supported,
 class AotiGraph:
     """One .pt2 graph: unusable until `bind` has given it every constant it names."""
 
-    def __init__(self, path: Path, device: torch.device):
+    def __init__(self, path: Path, backend: "AotiBackend"):
+        device = backend.device
         index = device.index if device.type == "cuda" else -1
         # args: package path, model name inside it, run single-threaded, number of runners, device index
         self._loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1,
                                                               -1 if index is None else index)
         self._is_bound = False
+        self._backend = backend
         self.path = path
 
     def constant_fqns(self) -> list[str]:
@@ -49,8 +51,9 @@ class AotiGraph:
         for name, tensor in constants.items():
             if not tensor.is_contiguous():   # strides are ignored by the binding: a view would read wrong values
                 raise ValueError(f"weight {name} is not contiguous; rebuild the artifact.")
+        placed = {name: self._backend.to_device(name, tensor) for name, tensor in constants.items()}
         # args: constants, use the inactive buffer, require every constant, user-managed (no copy)
-        self._loader.load_constants(dict(constants), False, True, True)
+        self._loader.load_constants(placed, False, True, True)
         self._is_bound = True
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -64,6 +67,18 @@ class AotiBackend:
         self.target = target
         self.device = torch.device("cuda", torch.cuda.current_device()) if target == "cuda" and \
             torch.cuda.is_available() else torch.device(target)
+        self._on_device: dict[str, torch.Tensor] = {}
+
+    def prepare(self, artifact_dir: Path) -> None:
+        """Nothing to set up before loading AOTI graphs."""
+
+    def to_device(self, fqn: str, tensor: torch.Tensor) -> torch.Tensor:
+        """The CPU tensor itself on the cpu target; one shared GPU copy per weight on cuda."""
+        if tensor.device == self.device:
+            return tensor
+        if fqn not in self._on_device:
+            self._on_device[fqn] = tensor.to(self.device)
+        return self._on_device[fqn]
 
     def check_fingerprint(self, fingerprint: Mapping[str, str]) -> None:
         check_common_fingerprint(fingerprint)
@@ -95,7 +110,7 @@ class AotiBackend:
                              f"{major}.{minor}; rebuild it on this machine with gaudi-compile build --target cuda.")
 
     def load(self, path: Path) -> AotiGraph:
-        return AotiGraph(path, self.device)
+        return AotiGraph(path, self)
 
 
 def make_backend(target: str) -> AotiBackend:
