@@ -72,6 +72,7 @@ class BucketSpec:
     linear_step: int = 0              # linear spacing step for batch and query_len (0: a quarter of the max)
     prefill_shapes: tuple[tuple[int, int], ...] = ()   # explicit (batch, query_len) list, overrides spacing
     decode_batches: tuple[int, ...] = ()               # explicit decode batch list, overrides spacing
+    decode_num_blocks: tuple[int, ...] = ()            # decode block-table widths besides the full one (default: max/4)
 
     def __post_init__(self) -> None:
         if self.strategy not in ("exp", "linear"):
@@ -79,6 +80,9 @@ class BucketSpec:
         if self.max_model_len % self.block_size:
             raise ValueError(f"max_model_len ({self.max_model_len}) must be a multiple of block_size "
                              f"({self.block_size}).")
+        if any(m < 1 or m > self.max_blocks for m in self.decode_num_blocks):
+            raise ValueError(f"decode context widths must be between 1 and {self.max_blocks} blocks "
+                             f"(max_model_len / block_size); got {list(self.decode_num_blocks)}.")
         if self.max_num_batched_tokens < self.min_query_len:
             raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) is below the smallest "
                              f"prefill query length ({self.min_query_len}); raise it.")
@@ -116,7 +120,8 @@ def make_buckets(spec: BucketSpec) -> list[Bucket]:
         prefill = [(b, q) for b in _spaced(spec, 1, spec.max_prefill_batch)
                    for q in _spaced(spec, spec.min_query_len, max_q) if b * q <= spec.max_num_batched_tokens]
     decode_batches = list(spec.decode_batches) or _spaced(spec, 1, spec.max_num_seqs)
-    decode_blocks = sorted({max(1, max_blocks // 4), max_blocks})
+    # the full width is always built, so every sequence up to max_model_len can decode
+    decode_blocks = sorted(set(spec.decode_num_blocks or {max(1, max_blocks // 4)}) | {max_blocks})
     buckets = [Bucket("prefill", b, q, max_blocks) for b, q in prefill]
     buckets += [Bucket("decode", b, 1, m) for b in decode_batches for m in decode_blocks]
     return sorted(set(buckets))

@@ -13,7 +13,7 @@ from runtime.sampling_params import SamplingParams
 logger = logging.getLogger(__name__)
 
 # vLLM constructor arguments that have no meaning here; accepted so vLLM code runs unchanged
-_IGNORED_VLLM_ARGS = {"gpu_memory_utilization", "trust_remote_code", "enforce_eager", "swap_space",
+_IGNORED_VLLM_ARGS = {"gpu_memory_utilization", "trust_remote_code", "swap_space",
                       "disable_log_stats", "tokenizer_mode", "revision", "download_dir", "load_format"}
 
 
@@ -21,14 +21,17 @@ class LLM:
     """Offline batched generation, as vLLM's `LLM`.
 
     model: a built artifact directory, or a Hugging Face checkpoint directory (built once into
-    a cache, then loaded).
+    a cache, then loaded). enforce_eager runs a checkpoint's nn.Module instead (vLLM's name:
+    no compiled graphs); compile_cache_dir is where checkpoints are built (~/.cache/gaudi-aot).
+    max_num_seqs None takes the artifact's largest decode batch.
     """
 
     def __init__(self, model: str, tokenizer: str | None = None, dtype: str = "auto",
-                 max_model_len: int | None = None, max_num_seqs: int = 256, seed: int | None = 0,
+                 max_model_len: int | None = None, max_num_seqs: int | None = None, seed: int | None = 0,
                  block_size: int = 16, max_num_batched_tokens: int | None = None,
                  enable_prefix_caching: bool = True, tensor_parallel_size: int = 1,
-                 kv_cache_memory_bytes: int | None = None, num_kv_blocks: int | None = None, **kwargs: Any):
+                 kv_cache_memory_bytes: int | None = None, num_kv_blocks: int | None = None,
+                 enforce_eager: bool = False, compile_cache_dir: str | None = None, **kwargs: Any):
         from runtime.loading import load
         unknown = set(kwargs) - _IGNORED_VLLM_ARGS
         if unknown:
@@ -40,6 +43,7 @@ class LLM:
         options = EngineOptions(dtype=dtype, max_model_len=max_model_len, max_num_seqs=max_num_seqs, seed=seed,
                                 block_size=block_size, max_num_batched_tokens=max_num_batched_tokens,
                                 enable_prefix_caching=enable_prefix_caching, num_kv_blocks=num_kv_blocks,
+                                enforce_eager=enforce_eager, compile_cache_dir=compile_cache_dir,
                                 **({"kv_cache_memory_bytes": kv_cache_memory_bytes} if kv_cache_memory_bytes else {}))
         self.llm_engine: LLMEngine = load(model, options)
 

@@ -1,8 +1,9 @@
 """runtime.load: turn a path into a ready LLMEngine.
 
 An artifact directory (manifest.json) is loaded as compiled graphs. A Hugging Face checkpoint
-directory (config.json) runs eagerly through the compile stage's model definition: the one
-sanctioned place where the runtime reaches into compile/.
+directory (config.json) is built once into an artifact cached under EngineOptions.compile_cache_dir
+and loaded like any other, or, with enforce_eager, run through the compile stage's nn.Module:
+the one sanctioned place where the runtime reaches into compile/.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from runtime.config import EngineOptions, size_kv_cache
+from runtime.config import DEFAULT_MAX_NUM_SEQS, EngineOptions, size_kv_cache
 from runtime.engine import LLMEngine, ModelInfo
 from runtime.runner import EagerExecutor
 from runtime.scheduler import SchedulerConfig
@@ -30,10 +31,15 @@ def load(path: str | Path, options: EngineOptions | None = None, **overrides) ->
         from runtime.artifact_loader import load_artifact_engine
         return load_artifact_engine(path, options)
     if (path / "config.json").is_file():
-        return load_checkpoint_eager(path, options)
+        if options.enforce_eager:
+            return load_checkpoint_eager(path, options)
+        from compile.build_cache import cached_build
+        from runtime.artifact_loader import load_artifact_engine
+        return load_artifact_engine(cached_build(path, options), options)
     if not path.exists():
         raise ValueError(f"{path} does not exist; pass an artifact directory or a Hugging Face checkpoint directory.")
-    raise ValueError(f"{path} is neither an artifact (no manifest.json) nor a Hugging Face checkpoint (no config.json).")
+    raise ValueError(f"{path} is neither an artifact (no manifest.json) nor a Hugging Face checkpoint (no config.json); "
+                     "pass a directory built by gaudi-compile build, or a checkpoint directory.")
 
 
 def checkpoint_dtype(path: Path, requested: str) -> str:
@@ -53,9 +59,10 @@ def scheduler_config(options: EngineOptions, max_model_len: int, bytes_per_block
                              "lower it.")
         max_model_len = options.max_model_len
     batched = options.max_num_batched_tokens or min(2048, max_batched_cap or 2048)
+    max_num_seqs = options.max_num_seqs or DEFAULT_MAX_NUM_SEQS
     return SchedulerConfig(max_model_len=max_model_len, block_size=options.block_size,
                            num_blocks=size_kv_cache(options, bytes_per_block, max_model_len),
-                           max_num_seqs=options.max_num_seqs, max_num_batched_tokens=max(batched, options.max_num_seqs),
+                           max_num_seqs=max_num_seqs, max_num_batched_tokens=max(batched, max_num_seqs),
                            enable_prefix_caching=options.enable_prefix_caching)
 
 

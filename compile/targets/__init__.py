@@ -14,6 +14,8 @@ dispatch point for everything device-specific on the build side. The build asks 
    The runtime side (runtime/graphs/) checks the same keys before loading anything.
 4. `compile_graph(job)` once per bucket that needs building, possibly in a spawned worker
    process (so a target must be picklable and keep no state that matters between calls).
+5. `finish_artifact(out_dir)` once the artifact is complete (manifest written): a target may
+   add device caches to it there (hpu warms its recipe cache); the default does nothing.
 
 What a target gets, `GraphJob`:
 - `exported`: a `torch.export.ExportedProgram` of `LlamaForCausalLM.forward` traced at the
@@ -99,6 +101,9 @@ class Target(ABC):
     @abstractmethod
     def compile_graph(self, job: GraphJob) -> None:
         """Write job.out_path: the compiled graph for job.bucket, carrying no weights."""
+
+    def finish_artifact(self, out_dir: Path) -> None:
+        """Called once the artifact at out_dir is complete and loadable."""
 
 
 def get_target(name: str) -> Target:

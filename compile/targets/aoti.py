@@ -7,6 +7,8 @@ device-specific inductor settings.
 """
 from __future__ import annotations
 
+import warnings
+
 from compile.targets import GraphJob, Target
 
 # inductor settings every AOTI build uses; the values are strings so they can key incremental rebuilds
@@ -31,5 +33,7 @@ class AotiTarget(Target):
         if job.out_path.suffix != ".pt2":
             raise ValueError(f"AOTInductor packages must end in .pt2, got {job.out_path.name}.")
         configs = {key: _parse(value) for key, value in self.settings().items()}
-        torch._inductor.aoti_compile_and_package(job.exported, package_path=str(job.out_path),
-                                                 inductor_configs=configs)
+        with warnings.catch_warnings():   # torch's own deprecation notices from its pytree pickling: noise here
+            warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")
+            torch._inductor.aoti_compile_and_package(job.exported, package_path=str(job.out_path),
+                                                     inductor_configs=configs)

@@ -13,7 +13,8 @@ from runtime.loading import load
 
 @pytest.fixture(scope="module")
 def llm(tiny_checkpoint):
-    return LLM(model=str(tiny_checkpoint), dtype="float32", max_model_len=256)
+    # enforce_eager: these tests are about the engine, and the eager model needs no build
+    return LLM(model=str(tiny_checkpoint), dtype="float32", max_model_len=256, enforce_eager=True)
 
 
 def word_prompts(n: int, seed: int = 0) -> list[str]:
@@ -87,20 +88,21 @@ def test_preemption_keeps_greedy_outputs(tiny_checkpoint, llm):
     params = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True)
     reference = texts(llm.generate(prompts, params, use_tqdm=False))
     # 16 usable blocks of 16 tokens cannot hold 12 sequences of up to ~80 tokens at once
-    small = load(tiny_checkpoint, EngineOptions(dtype="float32", max_model_len=256, num_kv_blocks=17))
+    small = load(tiny_checkpoint, EngineOptions(dtype="float32", max_model_len=256, num_kv_blocks=17, enforce_eager=True))
     assert texts(small.generate(prompts, params)) == reference
     assert small.num_preemptions > 0
 
 
 def test_prefix_cache_hits_change_nothing(tiny_checkpoint):
-    engine = load(tiny_checkpoint, EngineOptions(dtype="float32", max_model_len=256))
+    engine = load(tiny_checkpoint, EngineOptions(dtype="float32", max_model_len=256, enforce_eager=True))
     shared = " ".join(["the blue sky over the model"] * 8)
     params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
     first = engine.generate([shared + " cat"], params)
     hits_before = engine.stats().prefix_cache_hits
     second = engine.generate([shared + " cat", shared + " dog"], params)
     assert engine.stats().prefix_cache_hits > hits_before
-    cold = load(tiny_checkpoint, EngineOptions(dtype="float32", max_model_len=256, enable_prefix_caching=False))
+    cold = load(tiny_checkpoint, EngineOptions(dtype="float32", max_model_len=256, enable_prefix_caching=False,
+                                                  enforce_eager=True))
     assert texts(second) == texts(cold.generate([shared + " cat", shared + " dog"], params))
     assert texts(first)[0] == texts(second)[0]
 
