@@ -70,14 +70,15 @@ FLAGS: tuple[Flag, ...] = (
          "Accepted for vLLM compatibility; size the KV cache with --kv-cache-memory-bytes.", float),
     Flag(("--swap-space",), "swap_space", "Accepted for vLLM compatibility; no effect.", float),
     Flag(("--trust-remote-code",), "trust_remote_code", "Accepted; no remote code is ever run.", None, False),
-    Flag(("--enforce-eager",), "enforce_eager", "Accepted for vLLM compatibility; no effect.", None, False),
+    Flag(("--enforce-eager",), "enforce_eager", "Run a checkpoint directory's model eagerly instead of building "
+         "graphs for it (an artifact always runs its graphs).", None, False),
     Flag(("--disable-log-requests",), "disable_log_requests", "Accepted; requests are not logged.",
          None, False),
     Flag(("--enable-log-requests",), "enable_log_requests", "Accepted for vLLM compatibility.", None, False),
     Flag(("--disable-log-stats",), "disable_log_stats", "Accepted for vLLM compatibility.", None, False),
 )
 
-_NO_EFFECT = ("gpu_memory_utilization", "swap_space", "enforce_eager", "enable_log_requests")
+_NO_EFFECT = ("gpu_memory_utilization", "swap_space", "enable_log_requests")
 
 
 def configs_from_flags(model: str, values: dict[str, Any]) -> tuple[ServerConfig, EngineOptions]:
@@ -114,6 +115,7 @@ def configs_from_flags(model: str, values: dict[str, Any]) -> tuple[ServerConfig
         max_num_seqs=values.get("max_num_seqs", 256), max_num_batched_tokens=values.get("max_num_batched_tokens"),
         block_size=values.get("block_size", 16), num_kv_blocks=values.get("num_gpu_blocks_override"),
         seed=values.get("seed", 0), enable_prefix_caching=values.get("enable_prefix_caching", True),
+        enforce_eager=bool(values.get("enforce_eager")),
     )
     if values.get("kv_cache_memory_bytes") is not None:
         engine_kwargs["kv_cache_memory_bytes"] = values["kv_cache_memory_bytes"]

@@ -106,10 +106,10 @@ def stop_server(server: RunningServer, timeout_s: float = 30.0) -> int:
 
 
 @pytest.fixture(scope="session")
-def server(tiny_checkpoint, tmp_path_factory):
-    """The real server over the tiny checkpoint (max_model_len 256), shared by the session."""
+def server(tiny_artifact, tmp_path_factory):
+    """The real server over the tiny compiled artifact (max_model_len 256), shared by the session."""
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    running = start_server(tiny_checkpoint, log_path)
+    running = start_server(tiny_artifact, log_path)
     yield running
     stop_server(running)
 
@@ -121,7 +121,7 @@ def openai_client(server):
 
 
 @pytest.fixture(scope="session")
-def app_server(tiny_checkpoint):
+def app_server(tiny_artifact):
     """create_app(engine, api_key=API_KEY, chat_template=CHAT_TEMPLATE) under uvicorn, in a thread
     of this process."""
     import uvicorn
@@ -129,7 +129,7 @@ def app_server(tiny_checkpoint):
     import runtime
     from runtime.server import create_app
 
-    app = create_app(runtime.load(tiny_checkpoint, max_num_seqs=8), served_model_name="tiny", api_key=API_KEY,
+    app = create_app(runtime.load(tiny_artifact, max_num_seqs=8), served_model_name="tiny", api_key=API_KEY,
                      chat_template=CHAT_TEMPLATE)
     port = free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -33,8 +33,8 @@ def _stream_in_background(server, body: dict):
     return first_chunk, result, thread
 
 
-def test_sigterm_finishes_in_flight_requests_then_exits_0(tiny_checkpoint, tmp_path):
-    server = start_server(tiny_checkpoint, tmp_path / "server.log", "--shutdown-timeout", "60")
+def test_sigterm_finishes_in_flight_requests_then_exits_0(tiny_artifact, tmp_path):
+    server = start_server(tiny_artifact, tmp_path / "server.log", "--shutdown-timeout", "60")
     body = {"prompt": "Tell me everything", "max_tokens": 60, "temperature": 0, "ignore_eos": True,
             "stream": True, "stream_options": {"include_usage": True}}
     first_chunk, result, thread = _stream_in_background(server, body)
@@ -49,8 +49,8 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(tiny_checkpoint, tmp_p
     assert "Traceback" not in server.log()
 
 
-def test_sigterm_aborts_requests_that_outlive_the_shutdown_timeout(tiny_checkpoint, tmp_path):
-    server = start_server(tiny_checkpoint, tmp_path / "server.log", "--shutdown-timeout", "0")
+def test_sigterm_aborts_requests_that_outlive_the_shutdown_timeout(tiny_artifact, tmp_path):
+    server = start_server(tiny_artifact, tmp_path / "server.log", "--shutdown-timeout", "0")
     body = {"prompt": "Tell me everything", "max_tokens": 240, "temperature": 0, "ignore_eos": True,
             "stream": True, "stream_options": {"include_usage": True}}
     first_chunk, result, thread = _stream_in_background(server, body)
