@@ -55,24 +55,41 @@ def main() -> None:
               help="Decode block-table widths besides the full one [default: a quarter of the full one].")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Buckets compiled in parallel processes (on 2 cores, 1 is as fast).")
+@click.option("--quant", type=click.Choice(["none", "fp8"]), default="none", show_default=True,
+              help="fp8: decoder linear weights in float8_e4m3fn with per-channel scales and calibrated "
+                   "activation scales; embeddings, lm_head and norms stay in --dtype.")
+@click.option("--calib-data", type=click.Path(path_type=Path), default=None,
+              help="Calibration text: one prompt per line, or .jsonl with a \"text\" field per line "
+                   "[default: a built-in varied set].")
+@click.option("--calib-samples", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Calibration texts used (the first N).")
+@click.option("--kv-cache-dtype", type=click.Choice(["auto", "fp8"]), default="auto", show_default=True,
+              help="fp8: KV cache in float8_e4m3fn with per-layer scales from calibration; auto: --dtype.")
 @click.option("--log-level", default="INFO", show_default=True)
 @user_errors
 def build(model_dir, output, target, dtype, max_model_len, max_num_seqs, max_num_batched_tokens, block_size,
-          bucket_strategy, prefill_buckets, decode_buckets, decode_context_blocks, jobs, log_level) -> None:
+          bucket_strategy, prefill_buckets, decode_buckets, decode_context_blocks, jobs, quant, calib_data,
+          calib_samples, kv_cache_dtype, log_level) -> None:
     """Build an artifact from MODEL_DIR (a Hugging Face checkpoint directory)."""
     setup_logging(log_level)
     from compile.build import BuildOptions
     from compile.build import build as run_build
+    from compile.fp8_report import quality_summary
+    from compile.quantize import QuantConfig
 
+    quantization = QuantConfig(scheme=quant, kv_cache_dtype=kv_cache_dtype, calib_data=calib_data,
+                               calib_samples=calib_samples)
     result = run_build(BuildOptions(
         model_dir=model_dir, out_dir=output, target=target, dtype=dtype, max_model_len=max_model_len,
         max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, block_size=block_size,
         bucket_strategy=bucket_strategy, prefill_buckets=prefill_buckets, decode_buckets=decode_buckets,
-        decode_context_blocks=decode_context_blocks, jobs=jobs))
+        decode_context_blocks=decode_context_blocks, jobs=jobs, quantization=quantization))
     report = result.report
     click.echo(f"built {result.path}: {len(result.manifest.buckets)} graphs ({report['num_compiled']} compiled, "
                f"{report['num_reused']} reused) in {report['total_s']:.1f} s; weights "
                f"{report['weights_bytes'] / 1e6:.1f} MB, graphs {report['graphs_bytes'] / 1e6:.1f} MB")
+    if "fp8_quality" in report:
+        click.echo(f"FP8 quality: {quality_summary(report['fp8_quality'])}")
 
 
 def _runs_here(manifest) -> str:
@@ -93,6 +110,7 @@ def inspect(artifact: Path, as_json: bool) -> None:
     """What ARTIFACT is, what it runs on, its buckets and its build report."""
     from dataclasses import asdict
 
+    from compile.fp8_report import quality_summary, quantization_summary
     from runtime.artifact import read_manifest
 
     manifest = read_manifest(artifact)
@@ -110,13 +128,16 @@ def inspect(artifact: Path, as_json: bool) -> None:
                      f"{m.num_kv_heads} KV heads x {m.head_dim}{', tied embeddings' if m.tie_word_embeddings else ''}"),
             ("target", f"{manifest.target} ({fingerprint})"),
             ("runs here", runs_here),
-            ("dtype", f"{manifest.dtype}, quantization {manifest.quantization.get('scheme', 'none')}"),
+            ("dtype", f"{manifest.dtype}, KV cache {kv.dtype}"),
+            ("quant", quantization_summary(manifest.quantization)),
             ("limits", f"max_model_len {manifest.max_model_len}, max_num_seqs {manifest.max_num_seqs}, "
                        f"max_num_batched_tokens {manifest.max_num_batched_tokens}, block_size {kv.block_size}"),
             ("weights", f"{manifest.weights.file} {manifest.weights.size_bytes / 1e6:.1f} MB")]
     if report:
         rows.append(("build", f"{report['total_s']:.1f} s, {report['num_compiled']} graphs compiled, "
                               f"{report['num_reused']} reused"))
+    if "fp8_quality" in report:
+        rows.append(("quality", quality_summary(report["fp8_quality"])))
     for key, value in rows:
         click.echo(f"{key:<10} {value}")
     seconds = {r["bucket"]: r["export_s"] + r["compile_s"] for r in report.get("buckets", [])}

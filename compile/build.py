@@ -53,9 +53,11 @@ def build(options: BuildOptions, progress: bool = True) -> BuildResult:
                 ", ".join(b.name for b in plan.buckets))
 
     model = load_model(plan.model_dir, plan.dtype, plan.target.attention_backend)
+    quantization = _quantize(plan, model) if options.quantization.is_enabled else None
     weights = write_weights(model, out)
+    quantized_weights = str(out / weights.file) if quantization else None
     tasks = [CompileTask(str(plan.model_dir), plan.dtype, plan.target.name, b, options.block_size,
-                         str(out / plan.files[b])) for b in plan.buckets if b not in reused]
+                         str(out / plan.files[b]), quantized_weights) for b in plan.buckets if b not in reused]
     serial_model = model.to(plan.target.device) if options.jobs == 1 and tasks else None
     results = {r.bucket: r for r in run_tasks(tasks, options.jobs, serial_model, progress)}
     del model, serial_model
@@ -66,8 +68,10 @@ def build(options: BuildOptions, progress: bool = True) -> BuildResult:
     _remove_stale_graphs(out, set(plan.files.values()))
 
     manifest = _manifest(plan, entries, weights, copy_tokenizer(plan.model_dir, out),
-                         load_generation_defaults(plan.model_dir))
+                         load_generation_defaults(plan.model_dir), quantization)
     report = _report(entries, results, weights.size_bytes, time.perf_counter() - start, options)
+    if quantization is not None:
+        report["fp8_quality"] = quantization.report
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     write_manifest(manifest, out)
     plan.target.finish_artifact(out)
@@ -76,15 +80,27 @@ def build(options: BuildOptions, progress: bool = True) -> BuildResult:
     return BuildResult(out, manifest, report)
 
 
-def _manifest(plan: BuildPlan, entries, weights: WeightsEntry, tokenizer, generation) -> Manifest:
+def _quantize(plan: BuildPlan, model):
+    """FP8: calibrate and quantise `model` in place (on the target's device, where its FP8 kernels run)."""
+    from compile.quantize import quantize_for_build
+    from runtime.tokenizer import Tokenizer
+
+    model.to(plan.target.device)
+    return quantize_for_build(model, plan.options.quantization, plan.target.name, Tokenizer.from_dir(plan.model_dir),
+                              plan.max_model_len)
+
+
+def _manifest(plan: BuildPlan, entries, weights: WeightsEntry, tokenizer, generation, quantization) -> Manifest:
     cfg = plan.config
+    kv_dtype = "float8_e4m3fn" if plan.options.quantization.kv_cache_dtype == "fp8" else plan.dtype
     return Manifest(
         schema_version=SCHEMA_VERSION,
         source=SourceInfo(str(plan.model_dir.resolve()), cfg.architecture, plan.config_sha256),
         model=ModelDims(cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.num_key_value_heads,
                         cfg.head_dim, cfg.tie_word_embeddings),
-        target=plan.target.name, fingerprint=plan.fingerprint, dtype=plan.dtype, quantization={"scheme": "none"},
-        kv_cache=KVCacheSpec(plan.options.block_size, plan.dtype, cfg.num_hidden_layers, cfg.num_key_value_heads,
+        target=plan.target.name, fingerprint=plan.fingerprint, dtype=plan.dtype,
+        quantization=quantization.manifest if quantization else {"scheme": "none"},
+        kv_cache=KVCacheSpec(plan.options.block_size, kv_dtype, cfg.num_hidden_layers, cfg.num_key_value_heads,
                              cfg.head_dim),
         max_model_len=plan.max_model_len,
         max_num_seqs=max(e.batch for e in entries if e.kind == "decode"),

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from compile.models.config import ModelConfig
+from compile.quantize import QuantConfig
 from compile.targets import Target, get_target
 from compile.trace import code_version
 from runtime.artifact import sha256_file
@@ -40,6 +41,7 @@ class BuildOptions:
     decode_buckets: tuple[int, ...] = ()                # explicit decode batch list
     decode_context_blocks: tuple[int, ...] = ()         # decode block-table widths besides the full one
     jobs: int = 1
+    quantization: QuantConfig = field(default_factory=QuantConfig)   # FP8 weights / KV cache
     notes: dict = field(default_factory=dict, compare=False)   # copied into report.json as they are
 
     def __post_init__(self) -> None:
@@ -115,8 +117,8 @@ def resolve_dtype(requested: str, model_dir: Path) -> str:
     return str(parse_dtype(checkpoint_dtype(model_dir, requested))).removeprefix("torch.")
 
 
-def default_out_dir(model_dir: Path, target: str, dtype: str) -> Path:
-    return Path("artifacts") / f"{model_dir.resolve().name}-{target}-{dtype}"
+def default_out_dir(model_dir: Path, target: str, dtype: str, quantization: QuantConfig = QuantConfig()) -> Path:
+    return Path("artifacts") / f"{model_dir.resolve().name}-{target}-{dtype}{quantization.name_suffix}"
 
 
 def plan_build(options: BuildOptions) -> BuildPlan:
@@ -132,15 +134,17 @@ def plan_build(options: BuildOptions) -> BuildPlan:
     if max_model_len > cfg.max_position_embeddings:
         raise ValueError(f"max_model_len {max_model_len} exceeds the model's max_position_embeddings "
                          f"({cfg.max_position_embeddings}); lower it.")
+    if options.quantization.is_enabled:
+        options.quantization.calibration_texts()   # a bad --calib-data fails now, before the model loads
     buckets = make_buckets(bucket_spec(options, max_model_len))
     fingerprint = target.fingerprint()
     config_sha256 = sha256_file(model_dir / "config.json")
     version = code_version(tuple(c.__module__ for c in type(target).__mro__ if c.__module__.startswith("compile.")))
     common = {"config_sha256": config_sha256, "dtype": dtype, "block_size": options.block_size,
               "target": target.name, "fingerprint": fingerprint, "settings": target.settings(),
-              "code_version": version}
+              "code_version": version, "quantization": options.quantization.graph_key()}
     keys = {b: hashlib.sha256(json.dumps({**common, "bucket": asdict(b)}, sort_keys=True).encode()).hexdigest()
             for b in buckets}
-    return BuildPlan(options, model_dir, Path(options.out_dir or default_out_dir(model_dir, target.name, dtype)),
-                     target, cfg, dtype, max_model_len, config_sha256, fingerprint, buckets, keys,
-                     {b: f"{GRAPHS_DIR}/{b.name}{target.graph_suffix}" for b in buckets})
+    out_dir = Path(options.out_dir or default_out_dir(model_dir, target.name, dtype, options.quantization))
+    return BuildPlan(options, model_dir, out_dir, target, cfg, dtype, max_model_len, config_sha256, fingerprint,
+                     buckets, keys, {b: f"{GRAPHS_DIR}/{b.name}{target.graph_suffix}" for b in buckets})

@@ -70,3 +70,29 @@ def quality_report(model, quantized: Callable[[], contextlib.AbstractContextMana
         "reference_dtype": str(model.model.embed_tokens.weight.dtype).removeprefix("torch."),
         "kv_cache_dtype": fp8_kv, "seconds": round(time.perf_counter() - start, 2),
     }
+
+
+def quality_summary(quality: dict) -> str:
+    """One line of a report's "fp8_quality" figures, for the CLI."""
+    greedy = quality["greedy_match"]
+    return (f"KL mean {quality['kl_mean']:.4f} / max {quality['kl_max']:.4f} nats, top-1 agreement "
+            f"{100 * quality['top1_agreement']:.1f}%, perplexity {quality['perplexity_reference']:.2f} "
+            f"({quality['reference_dtype']}) -> {quality['perplexity_fp8']:.2f} (FP8), greedy tokens equal before "
+            f"the first divergence {greedy['mean']:.1f} of {greedy['max_new_tokens']} on average "
+            f"({greedy['all_equal']}/{len(greedy['per_prompt'])} prompts throughout); "
+            f"{quality['tokens']} held-out tokens")
+
+
+def quantization_summary(section: dict) -> str:
+    """One line describing a manifest's "quantization" section, for the CLI."""
+    parts = []
+    if "weights" in section:
+        weights = section["weights"]
+        parts.append(f"fp8: {len(weights['modules'])} decoder linears in {weights['dtype']} with per-channel scales "
+                     f"({weights['kernel']} kernel); {weights['not_quantized']}")
+    if "kv_cache" in section:
+        parts.append(f"KV cache {section['kv_cache']['dtype']} with per-layer scales")
+    if "calibration" in section:
+        calib = section["calibration"]
+        parts.append(f"calibrated on {calib['samples']} texts ({calib['tokens']} tokens, {calib['data']})")
+    return "; ".join(parts) or section.get("scheme", "none")

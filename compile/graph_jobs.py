@@ -34,6 +34,7 @@ class CompileTask:
     bucket: Bucket
     block_size: int
     out_path: str
+    quantized_weights: str | None = None   # an FP8 build's weights file: the worker's model takes its structure
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,24 @@ class CompileResult:
 
 
 @functools.lru_cache(maxsize=1)
-def _worker_model(model_dir: str, dtype: str, target: str) -> torch.nn.Module:
+def _worker_model(model_dir: str, dtype: str, target: str, quantized_weights: str | None) -> torch.nn.Module:
     from compile.models.loader import load_model
 
     spec = get_target(target)
-    return load_model(model_dir, dtype, spec.attention_backend).to(spec.device)
+    model = load_model(model_dir, dtype, spec.attention_backend)
+    if quantized_weights is not None:
+        from safetensors.torch import load_file
+
+        from compile.quantize import restore_quantized
+        restore_quantized(model, load_file(quantized_weights), target)
+    return model.to(spec.device)
 
 
 def compile_task(task: CompileTask, model: torch.nn.Module | None = None) -> CompileResult:
     """Trace and compile one bucket into task.out_path."""
     target = get_target(task.target)
-    model = model if model is not None else _worker_model(task.model_dir, task.dtype, task.target)
+    model = model if model is not None else _worker_model(task.model_dir, task.dtype, task.target,
+                                                          task.quantized_weights)
     start = time.perf_counter()
     exported = export_bucket(model, task.bucket, task.block_size, target.device)
     traced = time.perf_counter()

@@ -67,6 +67,19 @@ class QuantConfig:
     def is_enabled(self) -> bool:
         return self.scheme != "none" or self.kv_cache_dtype != "auto"
 
+    @property
+    def name_suffix(self) -> str:
+        """Appended to a default artifact name: "-fp8", "-kvfp8", "-fp8-kvfp8" or nothing."""
+        return ("-fp8" if self.scheme == "fp8" else "") + ("-kvfp8" if self.kv_cache_dtype == "fp8" else "")
+
+    def calibration_texts(self) -> list[str]:
+        """The texts calibration runs on; ValueError naming the fix if --calib-data is unusable."""
+        return load_calibration_texts(self.calib_data, self.calib_samples)
+
+    def graph_key(self) -> dict[str, str]:
+        """What of this config a compiled graph depends on: the module structure, not the calibration data."""
+        return {"scheme": self.scheme, "kv_cache_dtype": self.kv_cache_dtype}
+
 
 @dataclass
 class CalibrationStats:
@@ -205,7 +218,7 @@ def restore_quantized(model: LlamaForCausalLM, weights: dict[str, torch.Tensor],
 
 
 def calibration_sequences(config: QuantConfig, tokenizer, max_tokens: int) -> list[list[int]]:
-    texts = load_calibration_texts(config.calib_data, config.calib_samples)
+    texts = config.calibration_texts()
     sequences = [ids[:max_tokens] for ids in (tokenizer.encode(t) for t in texts)]
     sequences = [ids for ids in sequences if ids]
     if not sequences:

@@ -18,15 +18,18 @@ from runtime.buckets import Bucket
 
 # the modules whose source decides what a traced graph computes; their hash keys incremental rebuilds
 TRACED_MODULES = ("compile.models.llama", "compile.models.attention", "compile.models.config",
-                  "compile.models.loader", "compile.trace", "runtime.attention_metadata")
+                  "compile.models.loader", "compile.trace", "runtime.attention_metadata",
+                  "compile.models.fp8_linear")
 # any example value other than 0 or 1 would do: torch.export specialises dimensions of size 0 and 1
 _EXAMPLE_NUM_BLOCKS = 17
 
 
 def example_inputs(model: torch.nn.Module, bucket: Bucket, block_size: int, device: torch.device) -> tuple:
     """(input_ids, positions, kv_cache, AttentionMetadata) of the bucket's shape, all padding."""
+    from compile.eager_runs import kv_cache_dtype
+
     cfg = model.config
-    dtype = next(model.parameters()).dtype
+    dtype = kv_cache_dtype(model)   # the build dtype, or float8_e4m3fn for an FP8 KV cache
     batch, query_len, num_blocks = bucket.shape
 
     def ints(*shape: int, fill: int = 0) -> torch.Tensor:

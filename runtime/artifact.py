@@ -109,7 +109,7 @@ class Manifest:
     target: str                       # "cpu" | "cuda" | "hpu"
     fingerprint: dict[str, str]       # what the graphs are tied to; checked by runtime/graphs/<target>
     dtype: str                        # weights and activations, e.g. "bfloat16"
-    quantization: dict[str, str]      # {"scheme": "none"} for now
+    quantization: dict                # {"scheme": "none"}, or what compile/quantize.py manifest_section writes
     kv_cache: KVCacheSpec
     max_model_len: int
     max_num_seqs: int                 # largest decode bucket batch
