@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from compile.models.attention import get_backend as get_attention_backend
 from compile.models.config import ModelConfig
 from compile.quantize import QuantConfig
 from compile.targets import Target, get_target
@@ -139,7 +140,9 @@ def plan_build(options: BuildOptions) -> BuildPlan:
     buckets = make_buckets(bucket_spec(options, max_model_len))
     fingerprint = target.fingerprint()
     config_sha256 = sha256_file(model_dir / "config.json")
-    version = code_version(tuple(c.__module__ for c in type(target).__mro__ if c.__module__.startswith("compile.")))
+    # the target's own modules and its attention backend's (hpu: compile/models/attention_hpu.py) shape its graphs
+    target_modules = tuple(c.__module__ for c in type(target).__mro__ if c.__module__.startswith("compile."))
+    version = code_version(target_modules + (get_attention_backend(target.attention_backend).__module__,))
     common = {"config_sha256": config_sha256, "dtype": dtype, "block_size": options.block_size,
               "target": target.name, "fingerprint": fingerprint, "settings": target.settings(),
               "code_version": version, "quantization": options.quantization.graph_key()}

@@ -56,7 +56,7 @@ def export_bucket(model: torch.nn.Module, bucket: Bucket, block_size: int,
 def code_version(extra_modules: tuple[str, ...] = ()) -> str:
     """sha256 of the source of every module that shapes a graph (model, attention, tracing, target)."""
     digest = hashlib.sha256()
-    for name in TRACED_MODULES + extra_modules:
+    for name in dict.fromkeys(TRACED_MODULES + extra_modules):   # each module once, in order
         digest.update(name.encode())
         digest.update(inspect.getsource(importlib.import_module(name)).encode())
     return digest.hexdigest()

@@ -6,6 +6,7 @@ carry no weights while the artifact gains a warmed recipe cache.
 """
 from __future__ import annotations
 
+import inspect
 import sys
 
 import pytest
@@ -16,6 +17,7 @@ import runtime
 import compile.models.attention_hpu  # noqa: F401  (registers "fused_sdpa")
 from compile.models.attention import get_backend, sdpa_paged_attention
 from compile.build import BuildOptions, build
+from compile.build_plan import plan_build
 from compile.models.loader import load_model
 from compile.targets import GraphJob, get_target
 from compile.trace import export_bucket
@@ -148,3 +150,13 @@ def test_build_warms_the_recipes_a_fresh_runtime_reuses(fake_habana, tiny_checkp
         str((out / "recipe_cache").resolve()))
     eager = runtime.load(tiny_checkpoint, enforce_eager=True)
     assert compiled == [o.outputs[0].token_ids for o in eager.generate(prompts, greedy)]
+
+
+def test_graph_keys_follow_the_fused_sdpa_source(fake_habana, tiny_checkpoint, monkeypatch):
+    options = BuildOptions(model_dir=tiny_checkpoint, target="hpu", max_model_len=32, max_num_seqs=1,
+                           max_num_batched_tokens=16)
+    before = plan_build(options).keys
+    getsource = inspect.getsource
+    monkeypatch.setattr(inspect, "getsource", lambda module: getsource(module) + (
+        "# edited" if module.__name__ == "compile.models.attention_hpu" else ""))
+    assert set(before.values()).isdisjoint(plan_build(options).keys.values())   # every graph rebuilds
