@@ -42,7 +42,7 @@ def main() -> None:
               help="Longest sequence [default: the model's limit, at most 1024].")
 @click.option("--max-num-seqs", type=click.IntRange(min=1), default=16, show_default=True,
               help="Largest decode batch.")
-@click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=128, show_default=True,
               help="Largest prefill batch x query length.")
 @click.option("--block-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Tokens per KV-cache block.")
@@ -51,8 +51,8 @@ def main() -> None:
 @click.option("--prefill-buckets", multiple=True, callback=_prefill_shapes,
               help="Explicit prefill shapes, BATCHxQUERY_LEN, e.g. 1x128,4x128.")
 @click.option("--decode-buckets", multiple=True, callback=_int_list, help="Explicit decode batches, e.g. 1,4,16.")
-@click.option("--decode-context-blocks", multiple=True, callback=_int_list,
-              help="Decode block-table widths besides the full one [default: a quarter of the full one].")
+@click.option("--context-blocks", "--decode-context-blocks", "context_blocks", multiple=True, callback=_int_list,
+              help="Block-table widths besides the full one, for every bucket [default: a quarter of the full one].")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Buckets compiled in parallel processes (on 2 cores, 1 is as fast).")
 @click.option("--quant", type=click.Choice(["none", "fp8"]), default="none", show_default=True,
@@ -68,7 +68,7 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 @user_errors
 def build(model_dir, output, target, dtype, max_model_len, max_num_seqs, max_num_batched_tokens, block_size,
-          bucket_strategy, prefill_buckets, decode_buckets, decode_context_blocks, jobs, quant, calib_data,
+          bucket_strategy, prefill_buckets, decode_buckets, context_blocks, jobs, quant, calib_data,
           calib_samples, kv_cache_dtype, log_level) -> None:
     """Build an artifact from MODEL_DIR (a Hugging Face checkpoint directory)."""
     setup_logging(log_level)
@@ -83,7 +83,7 @@ def build(model_dir, output, target, dtype, max_model_len, max_num_seqs, max_num
         model_dir=model_dir, out_dir=output, target=target, dtype=dtype, max_model_len=max_model_len,
         max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, block_size=block_size,
         bucket_strategy=bucket_strategy, prefill_buckets=prefill_buckets, decode_buckets=decode_buckets,
-        decode_context_blocks=decode_context_blocks, jobs=jobs, quantization=quantization))
+        context_blocks=context_blocks, jobs=jobs, quantization=quantization))
     report = result.report
     click.echo(f"built {result.path}: {len(result.manifest.buckets)} graphs ({report['num_compiled']} compiled, "
                f"{report['num_reused']} reused) in {report['total_s']:.1f} s; weights "

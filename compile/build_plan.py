@@ -23,7 +23,7 @@ GRAPHS_DIR = "graphs"
 # defaults sized so a ~30M-parameter model builds in a few minutes on 2 cores: few graphs (default_buckets)
 DEFAULT_MAX_MODEL_LEN = 1024
 DEFAULT_MAX_NUM_SEQS = 16
-DEFAULT_MAX_NUM_BATCHED_TOKENS = 256
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 128
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class BuildOptions:
     bucket_strategy: str | None = None           # None: default_buckets; "exp" | "linear": runtime.buckets spacing
     prefill_buckets: tuple[tuple[int, int], ...] = ()   # explicit (batch, query_len) list
     decode_buckets: tuple[int, ...] = ()                # explicit decode batch list
-    decode_context_blocks: tuple[int, ...] = ()         # decode block-table widths besides the full one
+    context_blocks: tuple[int, ...] = ()                # block-table widths besides the full one (default: 1/4)
     jobs: int = 1
     quantization: QuantConfig = field(default_factory=QuantConfig)   # FP8 weights / KV cache
     notes: dict = field(default_factory=dict, compare=False)   # copied into report.json as they are
@@ -83,10 +83,14 @@ def default_buckets(max_model_len: int, max_num_seqs: int, max_num_batched_token
     small. Prefill: one query length (128, or less if the limits are lower) at batch 1 and at the
     largest batch the token budget allows; longer prompts run as consecutive chunks. Decode: batch 1
     for single-stream latency and max_num_seqs for throughput (with 16x steps between them for
-    large limits), each at two context widths (runtime.buckets.make_buckets). 6 graphs by default:
+    large limits). Every shape comes at two context widths, a quarter and all of max_model_len
+    (bucket_spec): a graph's attention costs what its width holds, not what the sequence holds, so
+    short sequences need the narrow one. 6 graphs by default (2 prefill, 4 decode):
 
-    >>> default_buckets(1024, 16, 256)
-    (((1, 128), (2, 128)), (1, 16))
+    >>> default_buckets(1024, 16, 128)
+    (((1, 128),), (1, 16))
+    >>> default_buckets(1024, 16, 256)[0]
+    ((1, 128), (2, 128))
     >>> default_buckets(2048, 256, 2048)[1]
     (1, 16, 256)
     """
@@ -102,13 +106,14 @@ def default_buckets(max_model_len: int, max_num_seqs: int, max_num_batched_token
 def bucket_spec(options: BuildOptions, max_model_len: int) -> BucketSpec:
     """Explicit bucket lists win, then `bucket_strategy` spacing, then default_buckets."""
     prefill, decode = (), ()
+    widths = options.context_blocks or (max(1, max_model_len // options.block_size // 4),)
     if options.bucket_strategy is None:
         prefill, decode = default_buckets(max_model_len, options.max_num_seqs, options.max_num_batched_tokens)
     return BucketSpec(
         max_model_len=max_model_len, block_size=options.block_size, max_num_seqs=options.max_num_seqs,
         max_num_batched_tokens=options.max_num_batched_tokens, min_query_len=min(32, options.max_num_batched_tokens),
         strategy=options.bucket_strategy or "exp", prefill_shapes=options.prefill_buckets or prefill,
-        decode_batches=options.decode_buckets or decode, decode_num_blocks=options.decode_context_blocks)
+        decode_batches=options.decode_buckets or decode, decode_num_blocks=widths, prefill_num_blocks=widths)
 
 
 def resolve_dtype(requested: str, model_dir: Path) -> str:

@@ -73,6 +73,7 @@ class BucketSpec:
     prefill_shapes: tuple[tuple[int, int], ...] = ()   # explicit (batch, query_len) list, overrides spacing
     decode_batches: tuple[int, ...] = ()               # explicit decode batch list, overrides spacing
     decode_num_blocks: tuple[int, ...] = ()            # decode block-table widths besides the full one (default: max/4)
+    prefill_num_blocks: tuple[int, ...] = ()           # prefill block-table widths besides the full one (default: none)
 
     def __post_init__(self) -> None:
         if self.strategy not in ("exp", "linear"):
@@ -80,9 +81,10 @@ class BucketSpec:
         if self.max_model_len % self.block_size:
             raise ValueError(f"max_model_len ({self.max_model_len}) must be a multiple of block_size "
                              f"({self.block_size}).")
-        if any(m < 1 or m > self.max_blocks for m in self.decode_num_blocks):
-            raise ValueError(f"decode context widths must be between 1 and {self.max_blocks} blocks "
-                             f"(max_model_len / block_size); got {list(self.decode_num_blocks)}.")
+        widths = self.decode_num_blocks + self.prefill_num_blocks
+        if any(m < 1 or m > self.max_blocks for m in widths):
+            raise ValueError(f"context widths must be between 1 and {self.max_blocks} blocks "
+                             f"(max_model_len / block_size); got {list(widths)}.")
         if self.max_num_batched_tokens < self.min_query_len:
             raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) is below the smallest "
                              f"prefill query length ({self.min_query_len}); raise it.")
@@ -102,9 +104,10 @@ def make_buckets(spec: BucketSpec) -> list[Bucket]:
     """Every bucket a build compiles.
 
     Prefill buckets attend to the full context (num_blocks = max_blocks), so one graph serves a
-    fresh prompt, a chunk of a long one and a prompt over a cached prefix alike; decode buckets
-    come with two context widths, a quarter and all of max_model_len, since decode attention
-    cost grows with the context.
+    fresh prompt, a chunk of a long one and a prompt over a cached prefix alike, plus any narrower
+    widths asked for in prefill_num_blocks; decode buckets come with two context widths, a quarter
+    and all of max_model_len (or decode_num_blocks and the full one), since attention cost grows
+    with the width a graph was built for, not with the tokens actually in context.
 
     >>> spec = BucketSpec(max_model_len=256, block_size=16, max_num_seqs=8, max_num_batched_tokens=128)
     >>> [b.name for b in make_buckets(spec)]  # doctest: +NORMALIZE_WHITESPACE
@@ -122,7 +125,8 @@ def make_buckets(spec: BucketSpec) -> list[Bucket]:
     decode_batches = list(spec.decode_batches) or _spaced(spec, 1, spec.max_num_seqs)
     # the full width is always built, so every sequence up to max_model_len can decode
     decode_blocks = sorted(set(spec.decode_num_blocks or {max(1, max_blocks // 4)}) | {max_blocks})
-    buckets = [Bucket("prefill", b, q, max_blocks) for b, q in prefill]
+    prefill_blocks = sorted(set(spec.prefill_num_blocks) | {max_blocks})
+    buckets = [Bucket("prefill", b, q, m) for b, q in prefill for m in prefill_blocks]
     buckets += [Bucket("decode", b, 1, m) for b in decode_batches for m in decode_blocks]
     return sorted(set(buckets))
 

@@ -8,7 +8,7 @@ from tests.factory import make_checkpoint
 # the tiny artifact's buckets: as few graphs as the tests need (each costs ~20 s to compile on 2 cores).
 # Prefill batch 1 and 2 of 32 tokens, decode batch 1 and 4, all over the full context (256 tokens = 16 blocks):
 # a decode step of 2 or 3 rows pads to batch 4, 5 rows split into 4 + 1, a 70-token prompt runs as 3 chunks.
-TINY_ARTIFACT_BUCKETS = dict(prefill_buckets=((1, 32), (2, 32)), decode_buckets=(1, 4), decode_context_blocks=(16,))
+TINY_ARTIFACT_BUCKETS = dict(prefill_buckets=((1, 32), (2, 32)), decode_buckets=(1, 4), context_blocks=(16,))
 
 
 @pytest.fixture(scope="session")

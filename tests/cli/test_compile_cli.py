@@ -33,7 +33,7 @@ def qwen2_artifact(qwen2_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("built") / "qwen2"
     result = CliRunner().invoke(compile_main, [
         "build", str(qwen2_checkpoint), "-o", str(out), "--dtype", "float32", "--max-model-len", "128",
-        "--prefill-buckets", "1x32", "--decode-buckets", "2", "--decode-context-blocks", "8"])
+        "--prefill-buckets", "1x32", "--decode-buckets", "2", "--context-blocks", "8"])
     assert result.exit_code == 0, result.output
     assert f"built {out}: 2 graphs (2 compiled, 0 reused)" in result.stdout
     return out
