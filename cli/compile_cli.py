@@ -65,11 +65,13 @@ def main() -> None:
               help="Calibration texts used (the first N).")
 @click.option("--kv-cache-dtype", type=click.Choice(["auto", "fp8"]), default="auto", show_default=True,
               help="fp8: KV cache in float8_e4m3fn with per-layer scales from calibration; auto: --dtype.")
+@click.option("--fp8-embeddings", is_flag=True,
+              help="With --quant fp8: the embedding table in float8_e4m3fn too, one scale per row.")
 @click.option("--log-level", default="INFO", show_default=True)
 @user_errors
 def build(model_dir, output, target, dtype, max_model_len, max_num_seqs, max_num_batched_tokens, block_size,
           bucket_strategy, prefill_buckets, decode_buckets, context_blocks, jobs, quant, calib_data,
-          calib_samples, kv_cache_dtype, log_level) -> None:
+          calib_samples, kv_cache_dtype, fp8_embeddings, log_level) -> None:
     """Build an artifact from MODEL_DIR (a Hugging Face checkpoint directory)."""
     setup_logging(log_level)
     from compile.build import BuildOptions
@@ -78,7 +80,7 @@ def build(model_dir, output, target, dtype, max_model_len, max_num_seqs, max_num
     from compile.quantize import QuantConfig
 
     quantization = QuantConfig(scheme=quant, kv_cache_dtype=kv_cache_dtype, calib_data=calib_data,
-                               calib_samples=calib_samples)
+                               calib_samples=calib_samples, quantize_embeddings=fp8_embeddings)
     result = run_build(BuildOptions(
         model_dir=model_dir, out_dir=output, target=target, dtype=dtype, max_model_len=max_model_len,
         max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, block_size=block_size,

@@ -18,7 +18,7 @@ def kv_cache_dtype(model: LlamaForCausalLM) -> torch.dtype:
     attn = model.model.layers[0].self_attn
     if getattr(attn, "k_scale", None) is not None:
         return torch.float8_e4m3fn
-    return model.model.embed_tokens.weight.dtype
+    return model.model.norm.weight.dtype          # norms always stay in the build dtype
 
 
 def _new_cache(model: LlamaForCausalLM, num_tokens: int, device: torch.device) -> torch.Tensor:

@@ -11,7 +11,9 @@ Steps, as gpt-fast separates them from an unchanged model.py:
 3. measure the FP8 model against the build-dtype one on held-out text (compile/fp8_report.py);
 4. swap: each nn.Linear is replaced by an FP8Linear of the same shape whose tensors are assigned.
 
-Embeddings, the LM head and the norms stay in the build dtype. Everything lands in the one weights
+Embeddings, the LM head and the norms stay in the build dtype; `quantize_embeddings` also stores the
+embedding rows in e4m3 (one scale per row; a tied LM head then keeps its own build-dtype copy, since
+the LM head runs in the runtime, outside the graphs). Everything lands in the one weights
 file under the replaced layers' names (`<layer>.weight`, `<layer>.weight_scale`, `<layer>.input_scale`,
 `<layer>.self_attn.k_scale` / `v_scale`); `manifest_section` tells the runtime and a reader where.
 """
@@ -29,7 +31,7 @@ from torch import nn
 
 from compile.calibration_data import load_calibration_texts
 from compile.eager_runs import sequence_hidden
-from compile.models.fp8_linear import FP8Linear, get_kernel, quantize_weight
+from compile.models.fp8_linear import FP8Embedding, FP8Linear, get_kernel, quantize_weight
 from compile.models.llama import LlamaForCausalLM
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class QuantConfig:
     calib_data: Path | None = None            # None: the built-in set (compile/calibration_data.py)
     calib_samples: int = DEFAULT_CALIB_SAMPLES
     calib_max_tokens: int = DEFAULT_CALIB_MAX_TOKENS
+    quantize_embeddings: bool = False         # embedding rows in e4m3 too (fp8 scheme only)
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -59,6 +62,8 @@ class QuantConfig:
             raise ValueError(f"calib_samples must be at least 1, got {self.calib_samples}.")
         if self.calib_max_tokens < 2:
             raise ValueError(f"calib_max_tokens must be at least 2, got {self.calib_max_tokens}.")
+        if self.quantize_embeddings and self.scheme != "fp8":
+            raise ValueError("--fp8-embeddings needs --quant fp8; add it or drop --fp8-embeddings.")
         if self.calib_data is not None and not self.is_enabled:
             raise ValueError("--calib-data is only used by --quant fp8 or --kv-cache-dtype fp8; add one of them "
                              "or drop --calib-data.")
@@ -70,7 +75,8 @@ class QuantConfig:
     @property
     def name_suffix(self) -> str:
         """Appended to a default artifact name: "-fp8", "-kvfp8", "-fp8-kvfp8" or nothing."""
-        return ("-fp8" if self.scheme == "fp8" else "") + ("-kvfp8" if self.kv_cache_dtype == "fp8" else "")
+        return ("-fp8" if self.scheme == "fp8" else "") + ("-emb" if self.quantize_embeddings else "") + \
+            ("-kvfp8" if self.kv_cache_dtype == "fp8" else "")
 
     def calibration_texts(self) -> list[str]:
         """The texts calibration runs on; ValueError naming the fix if --calib-data is unusable."""
@@ -78,7 +84,8 @@ class QuantConfig:
 
     def graph_key(self) -> dict[str, str]:
         """What of this config a compiled graph depends on: the module structure, not the calibration data."""
-        return {"scheme": self.scheme, "kv_cache_dtype": self.kv_cache_dtype}
+        return {"scheme": self.scheme, "kv_cache_dtype": self.kv_cache_dtype,
+                "quantize_embeddings": str(self.quantize_embeddings)}
 
 
 @dataclass
@@ -157,6 +164,15 @@ def fp8_linears(model: LlamaForCausalLM, stats: CalibrationStats, target: str) -
     return modules
 
 
+def fp8_embedding(model: LlamaForCausalLM, target: str) -> FP8Embedding:
+    """The embedding table in e4m3, one scale per row (not installed yet)."""
+    table = model.model.embed_tokens.weight
+    codes, scale = quantize_weight(table, get_kernel(target).fp8_max)
+    embedding = FP8Embedding(table.shape[0], table.shape[1], table.dtype, table.device)
+    embedding.weight, embedding.weight_scale = codes, scale
+    return embedding
+
+
 def kv_scales(stats: CalibrationStats, target: str) -> list[tuple[float, float]]:
     """Per layer (k_scale, v_scale): the calibrated range mapped onto the target's e4m3 range."""
     fp8_max = get_kernel(target).fp8_max
@@ -185,7 +201,7 @@ def set_kv_scales(model: LlamaForCausalLM, scales: list[tuple[float, float]] | N
 @contextlib.contextmanager
 def quantized(model: LlamaForCausalLM, modules: dict[str, nn.Module],
               scales: list[tuple[float, float]] | None) -> Iterator[LlamaForCausalLM]:
-    """The model with FP8 modules and K/V scales installed for the duration of the block."""
+    """The model with FP8 modules and K/V scales installed for the duration of the block (eager runs)."""
     replaced = swap_modules(model, modules)
     set_kv_scales(model, scales)
     try:
@@ -210,6 +226,12 @@ def restore_quantized(model: LlamaForCausalLM, weights: dict[str, torch.Tensor],
             fp8.load_state_dict({k.removeprefix(f"{name}."): v for k, v in weights.items()
                                  if k.startswith(f"{name}.")}, assign=True)
             modules[name] = fp8
+    if "model.embed_tokens.weight_scale" in weights:
+        table = model.model.embed_tokens.weight
+        embedding = FP8Embedding(table.shape[0], table.shape[1], table.dtype, table.device)
+        embedding.load_state_dict({"weight": weights["model.embed_tokens.weight"],
+                                   "weight_scale": weights["model.embed_tokens.weight_scale"]}, assign=True)
+        modules["model.embed_tokens"] = embedding
     swap_modules(model, modules)
     if "model.layers.0.self_attn.k_scale" in weights:
         set_kv_scales(model, [(float(weights[f"model.layers.{i}.self_attn.k_scale"]),
@@ -235,18 +257,28 @@ def quantize_for_build(model: LlamaForCausalLM, config: QuantConfig, target: str
     start = time.perf_counter()
     max_tokens = min(config.calib_max_tokens, max_model_len or config.calib_max_tokens)
     stats = calibrate(model, calibration_sequences(config, tokenizer, max_tokens))
-    modules = fp8_linears(model, stats, target) if config.scheme == "fp8" else {}
+    modules: dict[str, nn.Module] = fp8_linears(model, stats, target) if config.scheme == "fp8" else {}
+    if config.quantize_embeddings:
+        modules["model.embed_tokens"] = fp8_embedding(model, target)
     scales = kv_scales(stats, target) if config.kv_cache_dtype == "fp8" else None
     calibrated = time.perf_counter()
-    report = quality_report(model, lambda: quantized(model, modules, scales), tokenizer, max_model_len)
+    linears = [m for m in modules.values() if isinstance(m, FP8Linear)]
+    for linear in linears:                      # decoded once for the report's many eager steps
+        linear.use_eager_weight(True)
+    try:
+        report = quality_report(model, lambda: quantized(model, modules, scales), tokenizer, max_model_len)
+    finally:
+        for linear in linears:
+            linear.use_eager_weight(False)
     report["calibration_s"] = round(calibrated - start, 2)
     swap_modules(model, modules)
     set_kv_scales(model, scales)
-    logger.info("FP8: %d linears quantised, KV cache %s, calibrated on %d samples (%d tokens); held-out KL "
+    logger.info("FP8: %d modules quantised, KV cache %s, calibrated on %d samples (%d tokens); held-out KL "
                 "mean %.4f, top-1 agreement %.3f", len(modules), config.kv_cache_dtype, stats.num_samples,
                 stats.num_tokens, report["kl_mean"], report["top1_agreement"])
-    return QuantResult(manifest_section(config, target, sorted(modules), stats, len(model.model.layers),
-                                        str(model.model.embed_tokens.weight.dtype).removeprefix("torch.")), report)
+    linears = sorted(name for name, module in modules.items() if isinstance(module, FP8Linear))
+    dtype = str(model.lm_head.weight.dtype).removeprefix("torch.")
+    return QuantResult(manifest_section(config, target, linears, stats, len(model.model.layers), dtype), report)
 
 
 def manifest_section(config: QuantConfig, target: str, modules: list[str], stats: CalibrationStats,
@@ -267,7 +299,12 @@ def manifest_section(config: QuantConfig, target: str, modules: list[str], stats
             "weight_scale": "float32 [out_features], one per output channel: value = e4m3 code * scale",
             "input_scale": f"float32 [], static per tensor from calibration; {kernel.activation_scales}",
             "layout": kernel.layout,
-            "not_quantized": f"embeddings, lm_head and norms ({dtype})"}
+            "not_quantized": f"{'' if config.quantize_embeddings else 'embeddings, '}lm_head and norms ({dtype})"}
+    if config.quantize_embeddings:
+        section["embeddings"] = {"module": "model.embed_tokens", "dtype": "float8_e4m3fn",
+                                 "tensors": {"weight": "model.embed_tokens.weight",
+                                             "weight_scale": "model.embed_tokens.weight_scale"},
+                                 "weight_scale": "float32 [vocab_size], one per row: value = e4m3 code * scale"}
     if config.kv_cache_dtype == "fp8":
         section["kv_cache"] = {"dtype": "float8_e4m3fn", "fp8_max": kernel.fp8_max,
                                "scales": {"k": "model.layers.{layer}.self_attn.k_scale",

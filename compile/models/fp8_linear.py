@@ -14,7 +14,7 @@ layer's Hugging Face prefix an FP8Linear holds:
 - cpu: weight-only. Activations stay in the build dtype; input_scale is recorded, not used. Up to
   GEMV_MAX_ROWS rows (decode) run as a GEMV that inductor compiles into one vectorised loop reading
   one byte per weight; more rows decode the weights to float32 once and call the float32 GEMM,
-  which on AVX2 is several times faster than the bfloat16 one. Measurements: /tmp/team/FP8_FINDINGS.md.
+  which on AVX2 is several times faster than the bfloat16 one (benchmarks/fp8_bench.py measures both).
 - cuda: activations quantised to e4m3 with the static input_scale, then `torch._scaled_mm` with
   row-wise scales (per-tensor input scale broadcast over rows, per-channel weight scale).
 - hpu: the same scheme through Habana's `torch.ops.hpu.cast_to_fp8_v2` and `torch.ops.hpu.fp8_gemm_v2`,
@@ -204,10 +204,23 @@ class FP8Linear(nn.Module):
         self.register_buffer("input_scale", torch.ones((), dtype=torch.float32, device=device))
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device), requires_grad=False) \
             if bias else None
+        self.eager_weight: torch.Tensor | None = None     # see use_eager_weight; never part of a graph
+
+    def use_eager_weight(self, enabled: bool) -> None:
+        """Build-time eager runs (the quality report): multiply by the dequantised float32 weight, decoded once.
+
+        Only for the weight-only cpu kernel, where these are exactly the values it multiplies by (its GEMV also
+        rounds activations to bfloat16). Its graph formulation decodes on every call, which is fast compiled
+        and ~10x slower than bf16 eagerly.
+        """
+        self.eager_weight = self.dequantized_weight() if enabled and self.kernel.name == "cpu" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)                                    # [M, in]
-        out = self.kernel.matmul(rows, self.weight, self.weight_scale, self.input_scale)   # [M, out] float32
+        if self.eager_weight is not None:
+            out = F.linear(rows.float(), self.eager_weight)                       # [M, out] float32
+        else:
+            out = self.kernel.matmul(rows, self.weight, self.weight_scale, self.input_scale)   # [M, out] float32
         if self.bias is not None:
             out = out + self.bias.float()
         return out.to(x.dtype).view(*x.shape[:-1], self.out_features)
@@ -218,3 +231,26 @@ class FP8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, kernel={self.kernel.name}"
+
+
+class FP8Embedding(nn.Module):
+    """Drop-in for nn.Embedding(num_embeddings, embedding_dim): e4m3 rows, one float32 scale per row.
+
+    Same layout on every target: a step gathers only its tokens' rows, so a plain cast is cheap.
+    Buffers: weight [num, dim] float8_e4m3fn, weight_scale [num] float32.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, dtype: torch.dtype,
+                 device: torch.device | str | None = None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.out_dtype = num_embeddings, embedding_dim, dtype
+        self.register_buffer("weight", torch.zeros(num_embeddings, embedding_dim, dtype=torch.float8_e4m3fn,
+                                                   device=device))
+        self.register_buffer("weight_scale", torch.ones(num_embeddings, dtype=torch.float32, device=device))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = self.weight[ids].float() * self.weight_scale[ids].unsqueeze(-1)     # [..., dim]
+        return rows.to(self.out_dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, e4m3"

@@ -52,6 +52,17 @@ def test_cpu_fp8_linear_matches_the_dequantized_weight(dtype, rows):
     assert (y.float() - ref).abs().max() <= tol * ref.abs().max()
 
 
+def test_eager_weight_multiplies_by_the_values_the_cpu_kernel_uses():
+    torch.manual_seed(0)
+    fp8 = make_fp8(torch.nn.Linear(64, 24, bias=True), "cpu")
+    x = torch.randn(3, 8, 64)                                            # 24 rows: the dequant + GEMM path
+    kernel_out = fp8(x)
+    fp8.use_eager_weight(True)
+    assert torch.allclose(fp8(x), kernel_out, atol=1e-5) and fp8.eager_weight.dtype == torch.float32
+    fp8.use_eager_weight(False)
+    assert fp8.eager_weight is None and "eager_weight" not in fp8.state_dict()
+
+
 def test_cpu_layout_round_trips_and_quantization_error_is_small():
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 32, bias=False)
@@ -208,3 +219,27 @@ def test_quant_config_validation():
     with pytest.raises(ValueError, match="only used by"):
         QuantConfig(calib_data="x.txt")
     assert not QuantConfig().is_enabled and QuantConfig(kv_cache_dtype="fp8").is_enabled
+
+
+def test_fp8_embeddings_untie_the_lm_head_and_round_trip(tmp_path):
+    from compile.models.fp8_linear import FP8Embedding
+    from compile.models.loader import load_model
+    from compile.quantize import fp8_embedding, swap_modules
+    from tests.factory import make_checkpoint
+
+    checkpoint = make_checkpoint(tmp_path / "tied", "llama3.2", max_position_embeddings=64, with_tokenizer=False)
+    model = load_model(checkpoint, "bfloat16")
+    table = model.model.embed_tokens.weight.detach().clone()
+    swap_modules(model, {"model.embed_tokens": fp8_embedding(model, "cpu")})
+    ids = torch.tensor([[3, 17, 250]])
+    rows = model.model.embed_tokens(ids)
+    assert rows.dtype == torch.bfloat16 and (rows[0].float() - table[ids[0]].float()).abs().max() <= \
+        table[ids[0]].float().abs().amax() / 16
+    state = model.state_dict()
+    assert state["model.embed_tokens.weight"].dtype == torch.float8_e4m3fn
+    assert torch.equal(state["lm_head.weight"], table)                      # the LM head keeps its bf16 copy
+    fresh = load_model(checkpoint, "bfloat16")
+    restore_quantized(fresh, state, "cpu")
+    assert isinstance(fresh.model.embed_tokens, FP8Embedding) and torch.equal(fresh.model.embed_tokens(ids), rows)
+    with pytest.raises(ValueError, match="--fp8-embeddings needs --quant fp8"):
+        QuantConfig(quantize_embeddings=True)
