@@ -4,7 +4,7 @@
     # model now has FP8Linear decoder projections (and FP8 K/V scales if asked); write its weights as usual
 
 Steps, as gpt-fast separates them from an unchanged model.py:
-1. calibrate: run the eager model over calibration text and record, with forward pre-hooks, the largest
+1. calibrate (compile/calibrate.py): run the eager model over calibration text and record the largest
    |input| of every decoder linear, and the largest |K| and |V| each layer writes to its cache;
 2. quantise every decoder linear's weight to float8_e4m3fn with one scale per output channel, and its
    activations to a static per-tensor scale (amax / fp8 max); K/V get one scale each per layer;
@@ -23,14 +23,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from compile.calibrate import CalibrationStats, calibrate, decoder_linears
 from compile.calibration_data import load_calibration_texts
-from compile.eager_runs import sequence_hidden
 from compile.models.fp8_linear import FP8Embedding, FP8Linear, get_kernel, quantize_weight
 from compile.models.llama import LlamaForCausalLM
 
@@ -88,62 +88,10 @@ class QuantConfig:
                 "quantize_embeddings": str(self.quantize_embeddings)}
 
 
-@dataclass
-class CalibrationStats:
-    input_amax: dict[str, float] = field(default_factory=dict)   # decoder linear name -> max |input|
-    k_amax: list[float] = field(default_factory=list)            # per layer: max |K| written to the cache
-    v_amax: list[float] = field(default_factory=list)
-    num_samples: int = 0
-    num_tokens: int = 0
-
-
 @dataclass(frozen=True)
 class QuantResult:
     manifest: dict            # the manifest's "quantization" section
     report: dict              # report.json's "fp8_quality" section
-
-
-def decoder_linears(model: LlamaForCausalLM) -> dict[str, nn.Linear]:
-    """Every nn.Linear inside the decoder layers, by FQN (the LM head is outside them)."""
-    return {f"model.layers.{name}": module for name, module in model.model.layers.named_modules()
-            if isinstance(module, nn.Linear)}
-
-
-@torch.no_grad()
-def calibrate(model: LlamaForCausalLM, sequences: list[list[int]]) -> CalibrationStats:
-    """Run the eager model over token sequences, recording activation, K and V ranges."""
-    stats = CalibrationStats()
-    num_layers = len(model.model.layers)
-    stats.k_amax, stats.v_amax = [0.0] * num_layers, [0.0] * num_layers
-
-    def record_input(name):
-        def hook(module, args):
-            stats.input_amax[name] = max(stats.input_amax.get(name, 0.0), float(args[0].abs().max()))
-        return hook
-
-    def record_kv(attn, backend):
-        def attend(q, k, v, *args, **kwargs):
-            stats.k_amax[attn.layer_idx] = max(stats.k_amax[attn.layer_idx], float(k.abs().max()))
-            stats.v_amax[attn.layer_idx] = max(stats.v_amax[attn.layer_idx], float(v.abs().max()))
-            return backend(q, k, v, *args, **kwargs)
-        return attend
-
-    hooks = [m.register_forward_pre_hook(record_input(n)) for n, m in decoder_linears(model).items()]
-    attns = [layer.self_attn for layer in model.model.layers]
-    backends = [attn.attend for attn in attns]
-    for attn, backend in zip(attns, backends):
-        attn.attend = record_kv(attn, backend)
-    try:
-        for ids in sequences:
-            sequence_hidden(model, ids)
-            stats.num_samples += 1
-            stats.num_tokens += len(ids)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for attn, backend in zip(attns, backends):
-            attn.attend = backend
-    return stats
 
 
 def fp8_linears(model: LlamaForCausalLM, stats: CalibrationStats, target: str) -> dict[str, FP8Linear]:

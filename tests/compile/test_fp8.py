@@ -10,8 +10,8 @@ import torch
 from compile.calibration_data import CALIBRATION_TEXTS, load_calibration_texts
 from compile.eager_runs import sequence_logits
 from compile.models.fp8_linear import FP8Linear, CpuKernel, decode_e4m3_words, get_kernel, quantize_weight
-from compile.quantize import QuantConfig, calibrate, fp8_linears, kv_scales, quantize_for_build, quantized, \
-    restore_quantized
+from compile.calibrate import calibrate
+from compile.quantize import QuantConfig, fp8_linears, kv_scales, quantize_for_build, quantized, restore_quantized
 
 
 def make_fp8(linear: torch.nn.Linear, target: str, dtype=torch.float32) -> FP8Linear:
