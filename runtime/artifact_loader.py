@@ -131,7 +131,9 @@ def load_artifact_engine(path: str | Path, options: EngineOptions) -> LLMEngine:
     options = dataclasses.replace(options, block_size=kv.block_size,
                                   max_num_seqs=options.max_num_seqs or manifest.max_num_seqs)
     bytes_per_block = 2 * kv.num_layers * kv.block_size * kv.num_kv_heads * kv.head_dim * executor.kv_dtype.itemsize
-    sched = scheduler_config(options, manifest.max_model_len, bytes_per_block, manifest.max_num_batched_tokens)
+    # a step's token budget is not one launch: plan_launches cuts a step into bucket-sized launches, and a
+    # budget of one bucket would make the scheduler chunk prompts across steps at offsets that pad two launches
+    sched = scheduler_config(options, manifest.max_model_len, bytes_per_block, manifest.max_model_len)
     kv_cache = torch.zeros(kv.shape(sched.num_blocks), dtype=executor.kv_dtype, device=backend.device)
     tokenizer = Tokenizer.from_dir(root / manifest.tokenizer.dir, manifest.generation.eos_token_ids)
     eos = tuple(manifest.generation.eos_token_ids) or tuple(tokenizer.eos_token_ids)
