@@ -29,7 +29,7 @@ MAX_MODEL_LEN = 64
 BATCHES = (1, 32)
 
 
-def build_artifacts(model: Path, work: Path) -> dict[str, Path]:
+def build_artifacts(model: Path, work: Path, builds: dict) -> dict[str, Path]:
     from compile.build import BuildOptions, build
     from compile.quantize import QuantConfig
 
@@ -37,7 +37,8 @@ def build_artifacts(model: Path, work: Path) -> dict[str, Path]:
                   max_num_seqs=max(BATCHES), prefill_buckets=((1, PROMPT_TOKENS),), decode_buckets=BATCHES,
                   context_blocks=(MAX_MODEL_LEN // 16,))
     out = {}
-    for name, quant in (("bf16", QuantConfig()), ("fp8", QuantConfig(scheme="fp8"))):
+    for name, quant in builds.items():
+        quant = QuantConfig(**quant)
         start = time.perf_counter()
         result = build(BuildOptions(out_dir=work / name, quantization=quant, **common), progress=False)
         print(f"# built {name}: {result.report['num_compiled']} graphs compiled, {result.report['num_reused']} "
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--skip-build", action="store_true", help="measure the artifacts already in --work-dir")
+    parser.add_argument("--kv-fp8", action="store_true", help="also an FP8 build with an FP8 KV cache")
     args = parser.parse_args(argv)
 
     import torch
@@ -116,10 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         from compile.default_model import DefaultModelOptions, build_default_model
 
         model = build_default_model(args.work_dir / "default-200m", DefaultModelOptions(size="200m")).path
+    builds = {"bf16": {}, "fp8": {"scheme": "fp8"}}
+    if args.kv_fp8:
+        builds["fp8-kv"] = {"scheme": "fp8", "kv_cache_dtype": "fp8"}
     if args.skip_build:
-        artifacts = {name: args.work_dir / name for name in ("bf16", "fp8")}
+        artifacts = {name: args.work_dir / name for name in builds}
     else:
-        artifacts = build_artifacts(model, args.work_dir)
+        artifacts = build_artifacts(model, args.work_dir, builds)
     blocks = 1 + max(BATCHES) * (MAX_MODEL_LEN // 16)
     engines = {name: runtime.load(path, num_kv_blocks=blocks) for name, path in artifacts.items()}
     rates: dict[str, dict[int, list[float]]] = {name: {b: [] for b in BATCHES} for name in engines}
@@ -142,18 +147,21 @@ def main(argv: list[str] | None = None) -> int:
             results[name]["quality"] = quality_summary(report["fp8_quality"])
     print(f"\nmodel {model} | threads {torch.get_num_threads()} | {args.new_tokens} decode tokens per sequence, "
           f"median of {args.repeats}")
-    print(f"{'build':<6} {'decode tok/s b=1':>17} {'b=32':>9} {'weights file MB':>16} {'decoder weights MB':>19} "
+    print(f"{'build':<7} {'decode tok/s b=1':>17} {'b=32':>9} {'weights file MB':>16} {'decoder weights MB':>19} "
           f"{'resident weights MB':>20}")
     for name, r in results.items():
-        print(f"{name:<6} {r['decode_tok_s_batch1']:>17.2f} {r['decode_tok_s_batch32']:>9.2f} "
+        print(f"{name:<7} {r['decode_tok_s_batch1']:>17.2f} {r['decode_tok_s_batch32']:>9.2f} "
               f"{r['weights_file_bytes'] / 1e6:>16.1f} {r['decoder_weight_bytes'] / 1e6:>19.1f} "
               f"{r['resident_weight_bytes'] / 1e6:>20.1f}")
-    fp8, bf16 = results["fp8"], results["bf16"]
-    speed = {b: fp8[f"decode_tok_s_batch{b}"] / bf16[f"decode_tok_s_batch{b}"] for b in BATCHES}
-    print("fp8 / bf16: " + ", ".join(f"decode b={b} x{ratio:.2f}" for b, ratio in speed.items())
-          + f", decoder weights x{fp8['decoder_weight_bytes'] / bf16['decoder_weight_bytes']:.2f}")
-    if "quality" in fp8:
-        print(f"fp8 quality (random weights, so only a smoke figure): {fp8['quality']}")
+    bf16 = results["bf16"]
+    for name, r in results.items():
+        if name != "bf16":
+            speed = {b: r[f"decode_tok_s_batch{b}"] / bf16[f"decode_tok_s_batch{b}"] for b in BATCHES}
+            print(f"{name} / bf16: " + ", ".join(f"decode b={b} x{ratio:.2f}" for b, ratio in speed.items())
+                  + f", decoder weights x{r['decoder_weight_bytes'] / bf16['decoder_weight_bytes']:.2f}")
+    for name, r in results.items():
+        if "quality" in r:
+            print(f"{name} quality (random weights: a smoke figure only): {r['quality']}")
     if args.json:
         args.json.write_text(json.dumps({"model": str(model), "threads": torch.get_num_threads(),
                                          "rates": rates, "results": results}, indent=2))
