@@ -88,15 +88,57 @@ def visibility_mask(positions: torch.Tensor, num_keys: int, sliding_window: int 
 
 def sdpa_paged_attention(q, k, v, kv_cache, layer_idx, positions, md: AttentionMetadata, scale, sliding_window,
                          k_scale=None, v_scale=None):
-    """CPU/CUDA backend: torch's scaled_dot_product_attention over the gathered context."""
+    """CPU/CUDA backend: write the step's K/V, then attend over each sequence's gathered context.
+
+    Decode steps (one query per sequence) take a different formulation when traced for a graph than
+    when run eagerly, each the faster one where it runs (30M model's shapes, bf16, 2 threads, per
+    layer at batch 16 over 256 keys: torch's GQA sdpa 2.4 ms eager / 3.0 ms compiled; query heads
+    folded per KV head 0.8 / 0.5 ms; the reduction below, compiled, 0.3 ms, and 2x ahead of the
+    folded sdpa at 1024 keys). Both compute the same attention; tests hold them to each other.
+    """
     write_kv(kv_cache, layer_idx, k, v, md.slot_mapping, k_scale, v_scale)
+    if q.shape[1] == 1 and torch.compiler.is_compiling():
+        return decode_attention_by_reduction(q, kv_cache, layer_idx, positions, md, scale, sliding_window,
+                                             k_scale, v_scale)
     k_ctx, v_ctx = gather_context(kv_cache, layer_idx, md.block_tables, k_scale, v_scale, q.dtype)
-    mask = visibility_mask(positions, k_ctx.shape[2], sliding_window)
+    mask = visibility_mask(positions, k_ctx.shape[2], sliding_window)        # [B, 1, Q, T]
+    batch, query_len, num_heads, head_dim = q.shape
+    num_kv_heads = k_ctx.shape[1]
+    if query_len == 1 and num_heads != num_kv_heads:
+        # decode with GQA: the query heads sharing a KV head become rows of one attention over it,
+        # so the context is read once per KV head instead of being expanded to every query head
+        q_rows = q.reshape(batch, num_kv_heads, num_heads // num_kv_heads, head_dim)
+        out = F.scaled_dot_product_attention(q_rows, k_ctx, v_ctx, attn_mask=mask, scale=scale)
+        return out.reshape(batch, 1, num_heads, head_dim)
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), k_ctx, v_ctx, attn_mask=mask, scale=scale,
-        enable_gqa=q.shape[2] != k.shape[2],
+        enable_gqa=num_heads != num_kv_heads,
     )                                                                   # [B, Hq, Q, D]
     return out.transpose(1, 2)                                          # [B, Q, Hq, D]
+
+
+def decode_attention_by_reduction(q, kv_cache, layer_idx, positions, md: AttentionMetadata, scale, sliding_window,
+                                  k_scale=None, v_scale=None):
+    """Attention written as broadcast products and sums, in float32, for the compiler to fuse.
+
+    Inductor turns each product-and-sum into one loop that reads the cache blocks through the
+    block table in place: no gathered copy of the context, no expanded KV heads. Eagerly this
+    would materialise [B, Q, T, Hkv, G, D] products, so only traced graphs use it.
+    """
+    batch, query_len, num_heads, head_dim = q.shape
+    block_size, num_kv_heads = kv_cache.shape[3], kv_cache.shape[4]
+    group = num_heads // num_kv_heads
+    num_keys = md.block_tables.shape[1] * block_size
+    keys = kv_cache[layer_idx, 0][md.block_tables].reshape(batch, 1, num_keys, num_kv_heads, 1, head_dim).float()
+    values = kv_cache[layer_idx, 1][md.block_tables].reshape(batch, 1, num_keys, num_kv_heads, 1, head_dim).float()
+    if k_scale is not None:
+        keys, values = keys * k_scale, values * v_scale
+    q_rows = q.float().reshape(batch, query_len, 1, num_kv_heads, group, head_dim)
+    scores = (q_rows * keys).sum(-1) * scale                                  # [B, Q, T, Hkv, G]
+    visible = visibility_mask(positions, num_keys, sliding_window)[:, 0]    # [B, Q, T]
+    probs = scores.masked_fill(~visible[..., None, None], float("-inf")).softmax(dim=2)
+    out = (probs.unsqueeze(-1) * values).sum(2)                              # [B, Q, Hkv, G, D]
+    return out.reshape(batch, query_len, num_heads, head_dim).to(q.dtype)
 
 
 _BACKENDS: dict[str, Callable[..., torch.Tensor]] = {
