@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     results["memory"]["weights_mb"] = manifest.weights.size_bytes / 2**20
 
     prompts = random_prompts(args.num_prompts, args.input_len, manifest.model.vocab_size)
-    seqs = manifest.max_num_seqs
+    seqs = results["max_num_seqs"] = manifest.max_num_seqs
     compiled = throughput(str(out), prompts, args.output_len, seqs)
     eager = throughput(str(args.checkpoint), prompts, args.output_len, seqs, enforce_eager=True, dtype=manifest.dtype,
                        max_model_len=manifest.max_model_len)

