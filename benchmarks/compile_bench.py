@@ -11,7 +11,8 @@ throughput of the compiled engine vs the eager engine vs transformers' batched g
 4. memory: a new process loads OUT and generates; its RSS (anonymous + file-backed) against one
    copy of the weights plus the KV cache it allocated.
 5. throughput: output tokens/s for the same random prompts (greedy, eos ignored, exactly
-   --output-len tokens each) through the compiled engine, the eager engine and transformers.
+   --output-len tokens each) through the compiled engine, the eager engine and transformers;
+   and for the first prompt alone (one sequence: decode latency) compiled vs eager.
 """
 from __future__ import annotations
 
@@ -154,6 +155,13 @@ def main(argv=None) -> int:
                        max_model_len=manifest.max_model_len)
     results["throughput"] = {"compiled": compiled, "eager": eager,
                              "same_tokens": compiled.pop("token_ids") == eager.pop("token_ids")}
+    # one sequence at a time: decode latency, where per-step costs outside the matmuls matter most
+    single = {"compiled": throughput(str(out), prompts[:1], args.output_len, seqs),
+              "eager": throughput(str(args.checkpoint), prompts[:1], args.output_len, seqs, enforce_eager=True,
+                                  dtype=manifest.dtype, max_model_len=manifest.max_model_len)}
+    for r in single.values():
+        r.pop("token_ids")
+    results["single_stream"] = single
     if not args.skip_transformers:
         results["throughput"]["transformers"] = bench_transformers(str(args.checkpoint), prompts, args.output_len,
                                                                    manifest.dtype, seqs)
@@ -184,6 +192,9 @@ def print_summary(r: dict) -> None:
             tps = t[name]["tokens_per_s"]
             print(f"throughput   {name:<12} {tps:8.1f} tok/s  (compiled / {name} = {base / tps:.2f}x)")
     print(f"             compiled and eager greedy tokens identical: {t['same_tokens']}")
+    one = r["single_stream"]
+    print(f"one sequence compiled {one['compiled']['tokens_per_s']:.1f} tok/s, eager {one['eager']['tokens_per_s']:.1f} "
+          f"tok/s (compiled / eager = {one['compiled']['tokens_per_s'] / one['eager']['tokens_per_s']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,13 @@ def _fmt(v, spec: str = ".1f") -> str:
     return format(v, spec) if isinstance(v, (int, float)) else "-"
 
 
+def _single_stream_row(single: dict | None) -> list[str]:
+    if not single:
+        return []
+    c, e = single["compiled"]["tokens_per_s"], single["eager"]["tokens_per_s"]
+    return [f"| one sequence, output tokens/s | {_fmt(c)} | {_fmt(e)} | - | - | {_ratio(c, e)} | - | - |"]
+
+
 def table(results: dict) -> str:
     """Markdown tables per model: offline throughput and cold start with ratios, build facts, FP8, serving."""
     lines = [f"Benchmarks of {results['date']} on {results['cpus']} CPUs ({results['machine']})", ""]
@@ -26,6 +33,7 @@ def table(results: dict) -> str:
                   "|---|---|---|---|---|---|---|---|",
                   f"| offline output tokens/s | {_fmt(ours)} | {_fmt(eager)} | {_fmt(t_tps)} | {_fmt(v_tps)} | "
                   f"{_ratio(ours, eager)} | {_ratio(ours, t_tps)} | {_ratio(ours, v_tps)} |",
+                  *_single_stream_row(r.get("compile", {}).get("single_stream")),
                   # for cold start lower is better: the ratio is peer / ours (how many times sooner we answer)
                   f"| cold start to first token, s | {_fmt(cold['ours'], '.2f')} | - | "
                   f"{_fmt(cold.get('transformers'), '.2f')} | {_fmt(cold.get('vllm'), '.2f')} | - | "
