@@ -47,7 +47,8 @@ def test_cpu_fp8_linear_matches_the_dequantized_weight(dtype, rows):
     x = torch.randn(rows, 96).to(dtype)
     y, ref = fp8(x), reference(fp8, x)
     assert y.dtype == dtype and y.shape == (rows, 40)
-    # the GEMV rounds activations to bfloat16 (2**-8 relative); bf16 outputs round once more
+    # the GEMV rounds activations to bfloat16 (2**-8 relative), bf16 outputs round once more, and bf16
+    # builds on CPUs with bf16 dot products multiply in bfloat16; float32 builds above 4 rows are exact
     tol = 1e-6 if dtype == torch.float32 and rows > 4 else 1e-2
     assert (y.float() - ref).abs().max() <= tol * ref.abs().max()
 
@@ -243,3 +244,14 @@ def test_fp8_embeddings_untie_the_lm_head_and_round_trip(tmp_path):
     assert isinstance(fresh.model.embed_tokens, FP8Embedding) and torch.equal(fresh.model.embed_tokens(ids), rows)
     with pytest.raises(ValueError, match="--fp8-embeddings needs --quant fp8"):
         QuantConfig(quantize_embeddings=True)
+
+
+@pytest.mark.parametrize("bf16_dot, amx, activations, expected", [
+    (True, False, torch.bfloat16, torch.bfloat16), (False, True, torch.bfloat16, torch.bfloat16),
+    (False, False, torch.bfloat16, torch.float32), (True, True, torch.float32, torch.float32)])
+def test_cpu_gemm_dtype_follows_the_cpu_and_the_build_dtype(monkeypatch, bf16_dot, amx, activations, expected):
+    from compile.models.fp8_linear import gemm_dtype_for_this_cpu
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16_dot)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert gemm_dtype_for_this_cpu(activations) == expected
