@@ -42,7 +42,7 @@ def main() -> None:
               help="Longest sequence [default: the model's limit, at most 1024].")
 @click.option("--max-num-seqs", type=click.IntRange(min=1), default=16, show_default=True,
               help="Largest decode batch.")
-@click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=256, show_default=True,
               help="Largest prefill batch x query length.")
 @click.option("--block-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Tokens per KV-cache block.")

@@ -23,7 +23,7 @@ GRAPHS_DIR = "graphs"
 # defaults sized so a ~30M-parameter model builds in a few minutes on 2 cores: few graphs (default_buckets)
 DEFAULT_MAX_MODEL_LEN = 1024
 DEFAULT_MAX_NUM_SEQS = 16
-DEFAULT_MAX_NUM_BATCHED_TOKENS = 64
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,16 @@ def default_buckets(max_model_len: int, max_num_seqs: int, max_num_batched_token
                     ) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
     """The default (prefill shapes, decode batches): few graphs, each covering a wide range.
 
-    Each graph of a 30M-parameter model costs 35-60 s to compile on 2 cores, so the default set is
+    Each graph of a 30M-parameter model costs 15-40 s to compile on 2 cores, so the default set is
     small. Prefill: one query length, 64 (or less if the limits are lower), at batch 1 and at the
-    largest batch the token budget allows; longer prompts run as consecutive 64-token chunks, so a
-    prompt wastes under 64 padded tokens (30M model, 64-token prompts: q128 graphs made prefill 2x
-    slower than eager, q64 graphs match their per-token cost). Decode: batch 1
-    for single-stream latency and max_num_seqs for throughput (with 16x steps between them for
-    large limits). Every shape comes at two context widths, a quarter and all of max_model_len
-    (bucket_spec): a graph's attention costs what its width holds, not what the sequence holds, so
-    short sequences need the narrow one. 6 graphs by default (2 prefill, 4 decode):
+    largest batch the token budget allows (4 by default); longer prompts run as consecutive 64-token
+    chunks, so a prompt wastes under 64 padded tokens (30M model, 64-token prompts: q128 graphs made
+    prefill 2x slower than eager, q64 graphs match their per-token cost), and a step with many
+    prompts runs them 4 at a time (32 prompts: 0.42 s in 4-row launches vs 0.57 s one at a time).
+    Decode: batch 1 for single-stream latency and max_num_seqs for throughput (with 16x steps
+    between them for large limits). Every shape comes at two context widths, a quarter and all of
+    max_model_len (bucket_spec): a graph's attention costs what its width holds, not what the
+    sequence holds, so short sequences need the narrow one. 8 graphs by default (4 prefill, 4 decode):
 
     >>> default_buckets(1024, 16, 64)
     (((1, 64),), (1, 16))
