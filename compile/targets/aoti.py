@@ -18,6 +18,8 @@ BASE_SETTINGS: dict[str, str] = {
 
 
 def _parse(value: str):
+    if value.isdigit():
+        return int(value)
     return {"True": True, "False": False}.get(value, value)
 
 
