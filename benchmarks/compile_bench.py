@@ -95,6 +95,7 @@ def memory(out: Path) -> dict:
 
 
 def throughput(model: str, prompts, output_len: int, max_num_seqs: int, **options) -> dict:
+    """Load one engine, then time it on all `prompts` at once and on the first prompt alone (one sequence)."""
     from runtime import LLM, SamplingParams
 
     start = time.perf_counter()
@@ -102,12 +103,20 @@ def throughput(model: str, prompts, output_len: int, max_num_seqs: int, **option
     load_s = time.perf_counter() - start
     llm.generate([{"prompt_token_ids": prompts[0]}], SamplingParams(max_tokens=2, ignore_eos=True), use_tqdm=False)
     params = SamplingParams(temperature=0.0, max_tokens=output_len, ignore_eos=True)
-    start = time.perf_counter()
-    outs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
-    elapsed = time.perf_counter() - start
-    tokens = sum(len(o.outputs[0].token_ids) for o in outs)
-    return {"load_s": load_s, "elapsed_s": elapsed, "output_tokens": tokens, "tokens_per_s": tokens / elapsed,
-            "token_ids": [o.outputs[0].token_ids for o in outs]}
+
+    def timed(batch) -> dict:
+        start = time.perf_counter()
+        outs = llm.generate([{"prompt_token_ids": p} for p in batch], params, use_tqdm=False)
+        elapsed = time.perf_counter() - start
+        tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+        return {"elapsed_s": elapsed, "output_tokens": tokens, "tokens_per_s": tokens / elapsed,
+                "token_ids": [o.outputs[0].token_ids for o in outs]}
+
+    batched = {"load_s": load_s, **timed(prompts)}
+    # one sequence at a time: decode latency, where per-step costs outside the matmuls matter most
+    single = timed(prompts[:1])
+    single.pop("token_ids")
+    return {**batched, "single_stream": single}
 
 
 def main(argv=None) -> int:
@@ -153,15 +162,9 @@ def main(argv=None) -> int:
     compiled = throughput(str(out), prompts, args.output_len, seqs)
     eager = throughput(str(args.checkpoint), prompts, args.output_len, seqs, enforce_eager=True, dtype=manifest.dtype,
                        max_model_len=manifest.max_model_len)
+    results["single_stream"] = {"compiled": compiled.pop("single_stream"), "eager": eager.pop("single_stream")}
     results["throughput"] = {"compiled": compiled, "eager": eager,
                              "same_tokens": compiled.pop("token_ids") == eager.pop("token_ids")}
-    # one sequence at a time: decode latency, where per-step costs outside the matmuls matter most
-    single = {"compiled": throughput(str(out), prompts[:1], args.output_len, seqs),
-              "eager": throughput(str(args.checkpoint), prompts[:1], args.output_len, seqs, enforce_eager=True,
-                                  dtype=manifest.dtype, max_model_len=manifest.max_model_len)}
-    for r in single.values():
-        r.pop("token_ids")
-    results["single_stream"] = single
     if not args.skip_transformers:
         results["throughput"]["transformers"] = bench_transformers(str(args.checkpoint), prompts, args.output_len,
                                                                    manifest.dtype, seqs)
