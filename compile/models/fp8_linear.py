@@ -224,9 +224,10 @@ class FP8Linear(nn.Module):
     def use_eager_weight(self, enabled: bool) -> None:
         """Build-time eager runs (the quality report): multiply by the dequantised float32 weight, decoded once.
 
-        Only for the weight-only cpu kernel, where these are exactly the values it multiplies by (its GEMV also
-        rounds activations to bfloat16). Its graph formulation decodes on every call, which is fast compiled
-        and ~10x slower than bf16 eagerly.
+        Only for the weight-only cpu kernel, where these are exactly the weight values it multiplies by (its
+        GEMV rounds activations to bfloat16, and a bf16 build on a CPU with bf16 dot products multiplies more
+        than GEMV_MAX_ROWS rows in bfloat16: the report leaves out those activation roundings). Its graph
+        formulation decodes on every call, which is fast compiled and ~10x slower than bf16 eagerly.
         """
         self.eager_weight = self.dequantized_weight() if enabled and self.kernel.name == "cpu" else None
 
